@@ -1,0 +1,33 @@
+# Developer and CI targets. Each sets up .venv from uv.lock first.
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup up down test lint typecheck lock-check bench completions docs clean
+
+setup:
+	@scripts/bootstrap
+
+up: setup
+	$(VENV)/memproxy up
+
+down:
+	$(VENV)/memproxy down
+
+test: setup
+	@scripts/ensure-services
+	$(VENV)/pytest -n 2 $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check memproxy_cli tests benchmarks
+	$(VENV)/mypy
+
+lock-check: setup
+	.tools/bin/uv lock --check
+	scripts/check-lock
+
+bench: setup
+	$(VENV)/python benchmarks/run.py
+
+clean:
+	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

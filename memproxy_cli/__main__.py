@@ -1,0 +1,3 @@
+from memproxy_cli.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Memory: backends, query and injection strategies, secret redaction."""

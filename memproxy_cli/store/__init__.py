@@ -1,0 +1,1 @@
+"""Spend store: request log rows, daily aggregates, the single writer, read queries."""
