@@ -1,0 +1,1 @@
+"""The `memproxy` command line: thin commands over the core; Typer and Rich live only here."""

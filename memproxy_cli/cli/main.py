@@ -1,0 +1,45 @@
+"""The Typer app: each command group lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from memproxy_cli import __version__
+
+app = typer.Typer(
+    name="memproxy",
+    help="Local LLM gateway with per-project memory and an honest spend log.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"memproxy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Local LLM gateway with per-project memory and an honest spend log."""
+
+
+def _register() -> None:
+    from memproxy_cli.cli import daemon_cmds
+
+    for module in (daemon_cmds,):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Upstreams: model routing, passthrough, the LiteLLM adapter, sessions, Cloudflare."""
