@@ -38,7 +38,6 @@ class SessionManager:
                 cookie_jar=aiohttp.CookieJar(),
                 headers={"User-Agent": self._user_agent},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
-                auto_decompress=False,
             )
             self._sessions[origin] = session
         return session
