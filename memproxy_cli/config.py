@@ -41,9 +41,7 @@ class ServerConfig(_Model):
     @model_validator(mode="after")
     def _master_key_for_public_bind(self) -> ServerConfig:
         if self.host not in LOOPBACK_HOSTS and not self.master_key:
-            raise ValueError(
-                f"binding to {self.host!r} (not loopback) requires server.master_key"
-            )
+            raise ValueError(f"binding to {self.host!r} (not loopback) requires server.master_key")
         return self
 
 
@@ -264,7 +262,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}:1: the config must be a mapping of keys, not {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}:1: the config must be a mapping of keys, not {type(raw).__name__}"
+        )
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -296,7 +296,9 @@ def _line_of(node: yaml.Node | None, loc: list[int | str]) -> int | None:
                 return line
             line = (key_node or match).start_mark.line + 1
             node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:

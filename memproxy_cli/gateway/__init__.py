@@ -1,0 +1,1 @@
+"""The aiohttp gateway: routes per API family, identity, listeners, error shapes."""

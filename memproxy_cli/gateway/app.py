@@ -1,0 +1,68 @@
+"""`build_app(config) -> web.Application`: state in AppKeys, resources in cleanup_ctx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from memproxy_cli import __version__
+from memproxy_cli.config import Config
+from memproxy_cli.gateway.errors import error_response
+from memproxy_cli.gateway.guard import api_of, guard
+from memproxy_cli.gateway.routes import add_routes
+from memproxy_cli.gateway.state import STATE, GatewayState
+from memproxy_cli.paths import Paths, get_paths
+from memproxy_cli.upstream.sessions import SessionManager
+
+
+def build_app(
+    config: Config,
+    paths: Paths | None = None,
+    *,
+    litellm: bool = True,
+) -> web.Application:
+    paths = (paths or get_paths()).ensure()
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[guard],
+        handler_args={
+            "max_field_size": config.server.max_header_bytes,
+            "max_line_size": config.server.max_header_bytes,
+        },
+    )
+    app[STATE] = GatewayState.create(config, paths)
+    add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    app.cleanup_ctx.append(_sessions_ctx)
+    if litellm:
+        app.cleanup_ctx.append(_litellm_ctx)
+    return app
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return error_response(
+        api_of(request.path), 404, f"no route {request.method} {request.path}", "not_found"
+    )
+
+
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    server = state.config.server
+    state.sessions = SessionManager(
+        state.paths.cookie_dir,
+        f"memproxy/{__version__}",
+        connect_timeout_s=server.connect_timeout_s,
+        limit_per_host=server.max_concurrent_per_upstream,
+    )
+    yield
+    await state.sessions.close()
+
+
+async def _litellm_ctx(app: web.Application) -> AsyncIterator[None]:
+    from memproxy_cli.upstream.litellm_adapter import LiteLLMAdapter
+
+    state = app[STATE]
+    state.litellm = LiteLLMAdapter()
+    yield
+    await state.litellm.close()

@@ -1,0 +1,82 @@
+"""One request's journey through the gateway: its parsed body, identity, timings and row."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from memproxy_cli.gateway.errors import Api
+from memproxy_cli.gateway.identity import Identity
+from memproxy_cli.gateway.usage import Tally
+from memproxy_cli.store.rows import RequestRow
+from memproxy_cli.upstream.routing import Route
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def traceparent_for(incoming: str | None) -> tuple[str, str]:
+    """(traceparent to send upstream, trace id): continue the caller's trace or start one."""
+    if incoming:
+        parts = incoming.strip().split("-")
+        if (
+            len(parts) == 4
+            and len(parts[0]) == 2
+            and len(parts[1]) == 32
+            and len(parts[2]) == 16
+            and _is_hex(parts[1])
+            and parts[1] != "0" * 32
+        ):
+            child = f"{parts[0]}-{parts[1]}-{os.urandom(8).hex()}-{parts[3][:2]}"
+            return child, parts[1]
+    trace_id = os.urandom(16).hex()
+    return f"00-{trace_id}-{os.urandom(8).hex()}-01", trace_id
+
+
+def _is_hex(value: str) -> bool:
+    try:
+        int(value, 16)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Exchange:
+    request: web.Request
+    api: Api
+    endpoint: str
+    row: RequestRow
+    t0: float = field(default_factory=time.perf_counter)
+    identity: Identity | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    raw: bytes = b""
+    modified: bool = False
+    route: Route | None = None
+    stream: bool = False
+    client_wants_usage: bool = True
+    traceparent: str = ""
+    upstream_s: float = 0.0  # time spent waiting on the upstream
+    ttft_s: float | None = None
+    tally: Tally = field(default_factory=Tally)
+    recall_user_text: str | None = None
+    memory_error: str | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (self.elapsed_s() - self.upstream_s) * 1000.0)
+
+    def body_bytes(self) -> bytes:
+        if self.modified:
+            import orjson
+
+            return orjson.dumps(self.body)
+        return self.raw

@@ -1,0 +1,214 @@
+"""The request path, one straight line: ingress, identify, authorize, recall, upstream, record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from memproxy_cli.gateway import echo
+from memproxy_cli.gateway.errors import Api, GatewayError, error_response
+from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
+from memproxy_cli.gateway.identity import resolve_identity
+from memproxy_cli.gateway.state import STATE, GatewayState
+from memproxy_cli.gateway.validate import check_request, parse_json, read_body
+from memproxy_cli.store.rows import RequestRow
+from memproxy_cli.upstream import passthrough
+
+log = logging.getLogger("memproxy.request")
+
+_UPSTREAM_PATH = {"openai": "/chat/completions", "anthropic": "/messages"}
+
+
+async def handle(request: web.Request, api: Api) -> web.StreamResponse:
+    state = request.app[STATE]
+    ex = Exchange(
+        request=request,
+        api=api,
+        endpoint=request.path,
+        row=RequestRow(request_id=new_request_id(), started_at=time.time(), endpoint=request.path),
+    )
+    ex.response_headers["x-memproxy-request-id"] = ex.row.request_id
+    state.inflight += 1
+    state.requests_total += 1
+    try:
+        return await _serve(ex, state)
+    except GatewayError as err:
+        ex.row.status, ex.row.http_status, ex.row.error = err.row_status, err.status, err.message
+        headers = {**ex.response_headers, **err.headers}
+        headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
+        return error_response(api, err.status, err.message, err.code, headers)
+    except (asyncio.CancelledError, ConnectionResetError):
+        ex.row.status, ex.row.error = "client_disconnect", "client went away"
+        raise
+    except Exception as exc:  # one bad request must not take the gateway down
+        log.exception("unhandled error in request %s", ex.row.request_id)
+        ex.row.status, ex.row.http_status = "error", 500
+        ex.row.error = f"internal error: {type(exc).__name__}"
+        return error_response(api, 500, "internal gateway error", None, ex.response_headers)
+    finally:
+        state.inflight -= 1
+        _finish(ex, state)
+
+
+async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
+    config = state.config
+    ex.raw = await read_body(ex.request, config.server.max_body_bytes)
+    ex.body = parse_json(ex.raw)
+    check_request(ex.api, ex.body)
+    model: str = ex.body["model"]
+    ex.row.model = model
+    ex.stream = bool(ex.body.get("stream"))
+    ex.row.stream = ex.stream
+    _identify(ex, state)
+    _authorize(ex, state, model)
+    route = state.router.resolve(model, ex.api)
+    if route is None:
+        raise GatewayError(
+            404,
+            f"model {model!r} is not configured and its provider cannot be inferred; "
+            "add it to model_list (see `memproxy doctor`)",
+            "model_not_found",
+        )
+    ex.route = route
+    ex.row.provider = route.provider if route.kind != "litellm" else f"litellm:{route.provider}"
+    ex.traceparent, ex.row.trace_id = traceparent_for(ex.request.headers.get("traceparent"))
+    await _recall(ex, state)
+    _prepare_body(ex, route.upstream_model)
+    ex.response_headers["x-memproxy-memories"] = str(ex.row.memories_injected)
+    if ex.memory_error:
+        ex.response_headers["x-memproxy-memory-error"] = ex.memory_error
+    ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
+    if route.kind == "echo":
+        return await echo.respond(ex)
+    if route.kind == "passthrough":
+        return await passthrough.forward(ex, state, _UPSTREAM_PATH[ex.api])
+    if state.litellm is None:
+        raise GatewayError(503, "translation through LiteLLM is not available in this process")
+    return await state.litellm.serve(ex, state)
+
+
+def _identify(ex: Exchange, state: GatewayState) -> None:
+    port = _local_port(ex.request)
+    listener_project = state.port_projects.get(port) if port is not None else None
+    identity = resolve_identity(
+        ex.request.headers, listener_project, state.config.user_id_mappings, state.mappings
+    )
+    ex.identity = identity
+    row = ex.row
+    row.project, row.user_id = identity.project, identity.user_id
+    row.client, row.client_version = identity.client, identity.client_version
+    row.client_instance, row.client_session = identity.client_instance, identity.client_session
+
+
+def _local_port(request: web.Request) -> int | None:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        return int(sockname[1])
+    return None
+
+
+def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
+    project = ex.row.project
+    policy = state.config.projects.get(project) if project else None
+    if (
+        policy is not None
+        and policy.allowed_models is not None
+        and model not in policy.allowed_models
+    ):
+        raise GatewayError(
+            403,
+            f"model {model!r} is not allowed for project {project!r} "
+            f"(allowed: {', '.join(policy.allowed_models) or 'none'})",
+            "model_not_allowed",
+            row_status="rejected",
+        )
+    if state.budget is not None and project:
+        verdict = state.budget.check(project)
+        if verdict is not None:
+            raise GatewayError(429, verdict.message, "budget_exceeded", row_status="rejected")
+
+
+async def _recall(ex: Exchange, state: GatewayState) -> None:
+    memory = state.memory
+    if memory is None or ex.identity is None:
+        return
+    recall = await memory.recall(ex.api, ex.body, ex.identity.scope, ex.identity.project)
+    ex.row.memories_injected = recall.memories_injected
+    ex.memory_error = recall.error
+    ex.recall_user_text = recall.user_text
+    if recall.modified:
+        ex.modified = True
+
+
+def _prepare_body(ex: Exchange, upstream_model: str) -> None:
+    body = ex.body
+    if upstream_model and upstream_model != body["model"]:
+        body["model"] = upstream_model
+        ex.modified = True
+    if ex.api == "openai" and ex.stream:
+        options: dict[str, Any] = body.get("stream_options") or {}
+        ex.client_wants_usage = bool(options.get("include_usage"))
+        if not ex.client_wants_usage:
+            body["stream_options"] = {**options, "include_usage": True}
+            ex.modified = True
+
+
+def _finish(ex: Exchange, state: GatewayState) -> None:
+    row = ex.row
+    row.ended_at = time.time()
+    row.latency_ms = round(ex.elapsed_s() * 1000.0, 3)
+    row.overhead_ms = round(ex.overhead_ms(), 3)
+    if ex.ttft_s is not None:
+        row.ttft_ms = round(ex.ttft_s * 1000.0, 3)
+    tally = ex.tally
+    row.prompt_tokens, row.completion_tokens = tally.prompt_tokens, tally.completion_tokens
+    row.cache_read_tokens, row.cache_write_tokens = (
+        tally.cache_read_tokens,
+        tally.cache_write_tokens,
+    )
+    if state.pricing is not None and row.model:
+        row.cost_usd = state.pricing(row)
+    if state.budget is not None and row.project and row.cost_usd:
+        state.budget.add(row.project, row.cost_usd, row.ended_at)
+    if state.recorder is not None:
+        state.recorder.submit(row)
+    _log_row(row)
+    _remember(ex, state)
+
+
+def _remember(ex: Exchange, state: GatewayState) -> None:
+    if state.memory is None or ex.identity is None or ex.row.status != "ok":
+        return
+    if ex.recall_user_text and ex.tally.text:
+        state.memory.remember(
+            ex.identity.scope,
+            ex.identity.project,
+            ex.recall_user_text,
+            ex.tally.text,
+            ex.row.model,
+            ex.row.request_id,
+        )
+
+
+def _log_row(row: RequestRow) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    log.info(
+        "request",
+        extra={
+            "request_id": row.request_id,
+            "project": row.project,
+            "model": row.model,
+            "status": row.status,
+            "http_status": row.http_status,
+            "latency_ms": row.latency_ms,
+            "overhead_ms": row.overhead_ms,
+            "trace_id": row.trace_id,
+            "client": row.client,
+        },
+    )

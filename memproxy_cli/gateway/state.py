@@ -1,0 +1,70 @@
+"""Typed application state: everything the handlers share, in web.AppKeys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+
+from memproxy_cli.config import Config
+from memproxy_cli.gateway.identity import CompiledMappings
+from memproxy_cli.paths import Paths
+from memproxy_cli.store.rows import RequestRow
+from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
+from memproxy_cli.upstream.routing import Router
+
+if TYPE_CHECKING:
+    from memproxy_cli.upstream.litellm_adapter import LiteLLMAdapter
+    from memproxy_cli.upstream.sessions import SessionManager
+
+
+class Recorder(Protocol):
+    """Takes one row per request; must never block or raise."""
+
+    def submit(self, row: RequestRow) -> None: ...
+
+
+@dataclass
+class GatewayState:
+    """The live configuration and shared resources of one running gateway."""
+
+    config: Config
+    paths: Paths
+    router: Router
+    limiter: OriginLimiter
+    retry_budget: RetryBudget
+    mappings: CompiledMappings
+    started_at: float = field(default_factory=time.time)
+    recorder: Recorder | None = None
+    memory: Any = None  # memory.service.MemoryService when memory is on
+    budget: Any = None  # budget.BudgetGuard when budgets are configured
+    pricing: Callable[[RequestRow], float | None] | None = None
+    sessions: SessionManager | None = None
+    litellm: LiteLLMAdapter | None = None
+    port_projects: dict[int, str] = field(default_factory=dict)  # project listener ports
+    inflight: int = 0
+    requests_total: int = 0
+
+    @classmethod
+    def create(cls, config: Config, paths: Paths) -> GatewayState:
+        return cls(
+            config=config,
+            paths=paths,
+            router=Router(config),
+            limiter=OriginLimiter(config.server.max_concurrent_per_upstream),
+            retry_budget=RetryBudget(config.server.retry_budget_ratio),
+            mappings=CompiledMappings(config.user_id_mappings),
+        )
+
+    def apply_config(self, config: Config) -> None:
+        """Swap in a new config (reload); in-flight requests keep the objects they hold."""
+        self.config = config
+        self.router = Router(config)
+        self.mappings = CompiledMappings(config.user_id_mappings)
+        self.limiter.cap = config.server.max_concurrent_per_upstream
+
+
+STATE: web.AppKey[GatewayState] = web.AppKey("memproxy_state", GatewayState)

@@ -1,0 +1,96 @@
+"""Which headers cross the gateway, in each direction, and whose credentials go upstream."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from memproxy_cli.upstream.routing import Route
+
+# Request headers a client may send on to the provider.
+_FORWARD = (
+    "content-type",
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "idempotency-key",
+    "tracestate",
+)
+# Response headers relayed back to the client (by name or prefix).
+_RELAY = ("content-type", "retry-after", "request-id", "x-request-id", "openai-processing-ms")
+_RELAY_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-", "openai-")
+
+_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def caller_key(headers: Mapping[str, str]) -> str | None:
+    """The credential the caller sent (x-api-key or a bearer token)."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
+def upstream_key(route: Route, incoming: Mapping[str, str], master_key_set: bool) -> str | None:
+    """Config key first; else the caller's own (unless it is the master key); else the env."""
+    if route.api_key:
+        return route.api_key
+    if not master_key_set:
+        key = caller_key(incoming)
+        if key:
+            return key
+    env = _ENV_KEYS.get(route.provider)
+    return os.environ.get(env) if env else None
+
+
+def upstream_headers(
+    route: Route, incoming: CIMultiDictProxy[str], key: str | None, traceparent: str
+) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name in _FORWARD:
+        for value in incoming.getall(name, ()):
+            out.add(name, value)
+    out.setdefault("content-type", "application/json")
+    out["traceparent"] = traceparent
+    if key:
+        if route.provider == "anthropic":
+            bearer = incoming.get("authorization", "")
+            # Claude Code signed in with an account sends an OAuth bearer token, not an API key.
+            if (
+                not route.api_key
+                and bearer[:7].lower() == "bearer "
+                and "x-api-key" not in incoming
+            ):
+                out["authorization"] = bearer
+            else:
+                out["x-api-key"] = key
+            out.setdefault("anthropic-version", "2023-06-01")
+        else:
+            out["authorization"] = f"Bearer {key}"
+    return out
+
+
+def relay_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    out = {}
+    for name, value in upstream.items():
+        lower = name.lower()
+        if lower in _RELAY or lower.startswith(_RELAY_PREFIXES):
+            out[name] = value
+    return out
+
+
+def scrub(data: bytes, secrets: tuple[str | None, ...]) -> bytes:
+    """Remove credentials an upstream may echo back in an error body."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            data = data.replace(secret.encode(), b"[REDACTED]")
+    return data

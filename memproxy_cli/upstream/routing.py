@@ -1,0 +1,150 @@
+"""Model routing: which upstream serves a model, and whether it needs translation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from yarl import URL
+
+from memproxy_cli.config import Config, ModelEntry, resolve_secret
+
+Protocol = Literal["openai", "anthropic"]
+Kind = Literal["passthrough", "litellm", "echo", "edge"]
+ECHO_MODEL = "memproxy/echo"
+
+# Providers whose wire format is the OpenAI chat API or the Anthropic Messages API.
+_OPENAI_COMPATIBLE = frozenset(
+    {"openai", "text-completion-openai", "hosted_vllm", "openai_like", "lm_studio", "ollama_chat"}
+)
+_ANTHROPIC_NATIVE = frozenset({"anthropic"})
+_OPENAI_NAMES = re.compile(r"^(gpt-|o\d|chatgpt-|ft:gpt-|davinci|babbage|text-embedding-)")
+_ANTHROPIC_NAMES = re.compile(r"^claude-")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one model's requests go."""
+
+    kind: Kind
+    model: str  # the name the client asked for
+    provider: str  # openai | anthropic | echo | gemini | ...
+    upstream_model: str = ""  # the name sent upstream
+    base_url: str = ""  # provider base, e.g. https://api.openai.com/v1
+    api_key: str | None = None  # from config/env; None means the caller's credentials
+    configured: bool = False
+    litellm_model: str = ""  # provider-prefixed name for the LiteLLM SDK
+    litellm_extra: dict[str, Any] = field(default_factory=dict)
+
+    def endpoint_url(self, path: str) -> str:
+        """The upstream URL for an API path such as /chat/completions or /messages."""
+        return join_base(self.base_url, self.provider, path)
+
+
+def join_base(base: str, provider: str, path: str) -> str:
+    """Join a provider base and an API path, adding /v1 when the base carries no path."""
+    url = URL(base)
+    prefix = url.path.rstrip("/")
+    if provider == "anthropic" and prefix.endswith("/v1"):
+        prefix = prefix[: -len("/v1")]
+    if provider == "anthropic" or not prefix:
+        prefix += "/v1"
+    return str(url.with_path(prefix + path, encoded=False))
+
+
+def provider_of(model: str) -> tuple[str, str]:
+    """(provider, bare model) for `provider/model` or a bare, recognisable model name."""
+    if "/" in model:
+        provider, bare = model.split("/", 1)
+        return provider, bare
+    if _ANTHROPIC_NAMES.match(model):
+        return "anthropic", model
+    if _OPENAI_NAMES.match(model):
+        return "openai", model
+    return "", model
+
+
+def protocol_of(provider: str) -> Protocol | None:
+    if provider in _OPENAI_COMPATIBLE:
+        return "openai"
+    if provider in _ANTHROPIC_NATIVE:
+        return "anthropic"
+    return None
+
+
+class Router:
+    """Resolves a requested model name for an API family; built once per config."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._entries: dict[str, ModelEntry] = {}
+        for entry in config.model_list:
+            self._entries.setdefault(entry.model_name, entry)
+        self._cache: dict[tuple[str, str], Route | None] = {}
+
+    def model_names(self) -> list[str]:
+        return [ECHO_MODEL, *self._entries]
+
+    def resolve(self, model: str, api: Protocol) -> Route | None:
+        key = (model, api)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        if len(self._cache) >= 4096:  # model names come from clients: keep the cache bounded
+            self._cache.clear()
+        route = self._cache[key] = self._resolve(model, api)
+        return route
+
+    def _resolve(self, model: str, api: Protocol) -> Route | None:
+        if model == ECHO_MODEL:
+            return Route(kind="echo", model=model, provider="echo", upstream_model=model)
+        entry = self._entries.get(model)
+        if entry is not None:
+            return self._configured(entry, api)
+        return self._default(model, api)
+
+    def _configured(self, entry: ModelEntry, api: Protocol) -> Route:
+        params = entry.litellm_params
+        provider, bare = provider_of(params.model)
+        provider = provider or "openai"
+        protocol = protocol_of(provider)
+        base = params.api_base or self._default_base(protocol)
+        extra = {
+            k: v for k, v in (params.model_extra or {}).items() if k not in {"model", "api_base"}
+        }
+        kind: Kind = "passthrough" if protocol == api and base else "litellm"
+        return Route(
+            kind=kind,
+            model=entry.model_name,
+            provider=provider,
+            upstream_model=bare,
+            base_url=base or "",
+            api_key=resolve_secret(params.api_key),
+            configured=True,
+            litellm_model=f"{provider}/{bare}",
+            litellm_extra=extra,
+        )
+
+    def _default(self, model: str, api: Protocol) -> Route | None:
+        provider, bare = provider_of(model)
+        protocol = protocol_of(provider)
+        if protocol is None:
+            return None
+        kind: Kind = "passthrough" if protocol == api else "litellm"
+        return Route(
+            kind=kind,
+            model=model,
+            provider=provider,
+            upstream_model=bare,
+            base_url=self._default_base(protocol) or "",
+            litellm_model=f"{provider}/{bare}",
+        )
+
+    def _default_base(self, protocol: Protocol | None) -> str | None:
+        if protocol == "openai":
+            return self._config.upstreams.openai
+        if protocol == "anthropic":
+            return self._config.upstreams.anthropic
+        return None
