@@ -1,0 +1,154 @@
+"""The control API the CLI drives, served on a Unix socket (mode 0600) only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from memproxy_cli import __version__
+from memproxy_cli.gateway.listeners import ListenerManager
+from memproxy_cli.gateway.state import GatewayState
+
+CONTROL: web.AppKey[Controller] = web.AppKey("memproxy_controller")
+
+
+class Controller:
+    """What the daemon can be asked to do: status, attach, detach, reload, shutdown."""
+
+    def __init__(
+        self,
+        state: GatewayState,
+        listeners: ListenerManager,
+        url: str,
+        reload: Callable[[], Awaitable[str | None]],
+        shutdown: asyncio.Event,
+    ) -> None:
+        self.state = state
+        self.listeners = listeners
+        self.url = url
+        self.reload = reload
+        self.shutdown = shutdown
+
+    def status(self) -> dict[str, Any]:
+        import time
+
+        state = self.state
+        recorder_stats = getattr(state.recorder, "stats", None)
+        return {
+            "pid": os.getpid(),
+            "url": self.url,
+            "version": __version__,
+            "started_at": state.started_at,
+            "uptime_s": round(time.time() - state.started_at, 3),
+            "listeners": [
+                {"project": project, "port": port}
+                for project, port in sorted(self.listeners.listening().items())
+            ],
+            "inflight": state.inflight,
+            "requests_total": state.requests_total,
+            "litellm_ready": bool(state.litellm and state.litellm.ready),
+            "config": state.config.source,
+            "spend_writer": recorder_stats if isinstance(recorder_stats, dict) else None,
+        }
+
+    def registry(self) -> Any:
+        from memproxy_cli.registry import PortRegistry
+
+        listeners = self.state.config.listeners
+        return PortRegistry(
+            self.state.paths, (listeners.port_range_start, listeners.port_range_end)
+        )
+
+    async def attach(self, project: str, port: int | None) -> dict[str, Any]:
+        registry = self.registry()
+        assignment = await asyncio.to_thread(registry.assign, project, port)
+        try:
+            await self.listeners.open(assignment.project, assignment.port)
+        except OSError as exc:
+            raise web.HTTPConflict(
+                text=_err(
+                    f"port {assignment.port} for {project!r} cannot be opened: {exc.strerror}"
+                )
+            ) from None
+        return {
+            "project": assignment.project,
+            "port": assignment.port,
+            "created": assignment.created,
+            "skipped": [{"port": p, "reason": r} for p, r in assignment.skipped],
+        }
+
+    async def detach(self, project: str) -> dict[str, Any]:
+        closed = await self.listeners.close(project)
+        released = await asyncio.to_thread(self.registry().release, project)
+        return {"project": project, "closed": closed, "released": released}
+
+    async def restore_listeners(self) -> list[str]:
+        """Reopen every registered project's listener; returns the problems met."""
+        problems = []
+        for entry in await asyncio.to_thread(self.registry().entries):
+            try:
+                await self.listeners.open(entry.project, entry.port)
+            except OSError as exc:
+                problems.append(f"{entry.project} on port {entry.port}: {exc.strerror}")
+        return problems
+
+
+def _err(message: str) -> str:
+    return orjson.dumps({"error": message}).decode()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return _json(request.app[CONTROL].status())
+
+
+async def _attach(request: web.Request) -> web.Response:
+    body = await request.json()
+    try:
+        result = await request.app[CONTROL].attach(body["project"], body.get("port"))
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    return _json(result)
+
+
+async def _detach(request: web.Request) -> web.Response:
+    body = await request.json()
+    return _json(await request.app[CONTROL].detach(body["project"]))
+
+
+async def _reload(request: web.Request) -> web.Response:
+    problem = await request.app[CONTROL].reload()
+    if problem:
+        return _json({"reloaded": False, "error": problem}, 400)
+    return _json({"reloaded": True})
+
+
+async def _shutdown(request: web.Request) -> web.Response:
+    request.app[CONTROL].shutdown.set()
+    return _json({"stopping": True})
+
+
+async def _sessions(request: web.Request) -> web.Response:
+    sessions = request.app[CONTROL].state.sessions
+    snapshot = getattr(sessions, "snapshot", None)
+    return _json(snapshot() if callable(snapshot) else [])
+
+
+def build_control_app(controller: Controller) -> web.Application:
+    app = web.Application()
+    app[CONTROL] = controller
+    app.router.add_get("/status", _status)
+    app.router.add_post("/attach", _attach)
+    app.router.add_post("/detach", _detach)
+    app.router.add_post("/reload", _reload)
+    app.router.add_post("/shutdown", _shutdown)
+    app.router.add_get("/sessions", _sessions)
+    return app

@@ -1,0 +1,72 @@
+"""Structured JSON log lines for the daemon, with secrets redacted on every handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import re
+import time
+from pathlib import Path
+
+_STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# Credentials that must never reach a log line, whatever logged them.
+_SECRET = re.compile(
+    r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|sm_[A-Za-z0-9_\-]{8,}|AKIA[0-9A-Z]{16}"
+    r"|AIza[0-9A-Za-z_\-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,})"
+)
+
+
+def redact_text(text: str) -> str:
+    return _SECRET.sub("[REDACTED]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs message, arguments and extra fields of each record before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_text(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact_text(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(log_file: Path, level: str = "INFO", to_stderr: bool = False) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=20 * 1024 * 1024, backupCount=3, encoding="utf-8"
+    )
+    handlers = [handler]
+    if to_stderr:
+        handlers.append(logging.StreamHandler())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for h in handlers:
+        h.setFormatter(JsonFormatter())
+        h.addFilter(RedactingFilter())
+        root.addHandler(h)
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    logging.captureWarnings(True)

@@ -1,0 +1,141 @@
+"""Run the gateway in this process until SIGTERM/SIGINT or a shutdown request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+
+from aiohttp import web
+
+from memproxy_cli import __version__
+from memproxy_cli.config import Config, ConfigError, load_config
+from memproxy_cli.daemon.control import Controller, build_control_app
+from memproxy_cli.daemon.logs import setup_logging
+from memproxy_cli.gateway.app import build_app
+from memproxy_cli.gateway.listeners import ListenerManager
+from memproxy_cli.gateway.state import STATE
+from memproxy_cli.paths import Paths, get_paths
+
+log = logging.getLogger("memproxy.daemon")
+
+
+def run_foreground(config: Config, config_file: str | None, to_stderr: bool = False) -> int:
+    paths = get_paths().ensure()
+    setup_logging(paths.daemon_log, config.logging.level, to_stderr=to_stderr)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
+        pass
+    return asyncio.run(_serve(config, config_file, paths))
+
+
+async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
+    app = build_app(config, paths)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.server.drain_timeout_s,
+    )
+    await runner.setup()
+    host, port = config.server.host, config.server.port
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"host": host, "port": port, "reason": exc.strerror})
+        await runner.cleanup()
+        print(f"memproxy: cannot listen on {host}:{port}: {exc.strerror}", flush=True)
+        return 1
+    bound = _bound_port(site) or port
+    url = f"http://{_url_host(host)}:{bound}"
+    state = app[STATE]
+    stop = asyncio.Event()
+
+    async def reload() -> str | None:
+        try:
+            new = load_config(config_file)
+        except ConfigError as exc:
+            log.warning("reload refused, keeping the running config", extra={"reason": str(exc)})
+            return str(exc)
+        new.server.host, new.server.port = state.config.server.host, state.config.server.port
+        state.apply_config(new)
+        log.info("config reloaded", extra={"config": new.source})
+        return None
+
+    listeners = ListenerManager(runner, state, host)
+    controller = Controller(state, listeners, url, reload, stop)
+    control = web.AppRunner(build_control_app(controller), access_log=None)
+    await control.setup()
+    sock = paths.control_socket
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()
+    old_umask = os.umask(0o177)
+    try:
+        await web.UnixSite(control, str(sock)).start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(sock, 0o600)
+    for problem in await controller.restore_listeners():
+        log.warning("listener not restored", extra={"problem": problem})
+    _write_state_files(paths, url, host, bound, state.started_at)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+    if state.litellm is not None:
+        state.litellm.start()
+    log.info("serving", extra={"url": url, "pid": os.getpid(), "version": __version__})
+    await stop.wait()
+    log.info("stopping: draining in-flight requests", extra={"inflight": state.inflight})
+    await runner.cleanup()
+    await control.cleanup()
+    _remove_state_files(paths)
+    log.info("stopped")
+    return 0
+
+
+def _bound_port(site: web.TCPSite) -> int | None:
+    server = site._server  # aiohttp keeps the asyncio server here
+    sockets = getattr(server, "sockets", None) or []
+    for s in sockets:
+        return int(s.getsockname()[1])
+    return None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_state_files(paths: Paths, url: str, host: str, port: int, started_at: float) -> None:
+    info = {
+        "pid": os.getpid(),
+        "url": url,
+        "host": host,
+        "port": port,
+        "started_at": started_at,
+        "version": __version__,
+        "control_socket": str(paths.control_socket),
+    }
+    _atomic_write(paths.daemon_info, json.dumps(info))
+    _atomic_write(paths.pidfile, f"{os.getpid()}\n")
+
+
+def _atomic_write(path: os.PathLike[str] | str, text: str) -> None:
+    tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _remove_state_files(paths: Paths) -> None:
+    for path in (paths.pidfile, paths.daemon_info, paths.control_socket):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
