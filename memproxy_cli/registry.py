@@ -149,18 +149,28 @@ def _daemon_listens(daemon_pid: int, port: int) -> bool:
 def port_state(
     port: int, daemon_pid: int | None, holders: dict[int, int | None] | None = None
 ) -> PortState:
-    """Who holds the port: the daemon, nobody, or another (named when visible) process.
+    """Who holds the port: the daemon, nobody, or another (named when visible) process."""
+    return port_states([port], daemon_pid, holders)[0]
 
-    Pass `holders` from one `port_holders()` call when checking many ports.
-    """
-    if bind_error(port) is None:
-        return PortState(port, "not listening")
-    if daemon_pid is not None and _daemon_listens(daemon_pid, port):
-        return PortState(port, "listening", daemon_pid, process_name(daemon_pid))
-    pid = (holders if holders is not None else port_holders() or {}).get(port)
-    if pid is not None and pid == daemon_pid:
-        return PortState(port, "listening", pid, process_name(pid))
-    return PortState(port, "taken", pid, process_name(pid) if pid is not None else None)
+
+def port_states(
+    ports: list[int], daemon_pid: int | None, holders: dict[int, int | None] | None = None
+) -> list[PortState]:
+    """`port_state` of many ports, scanning the system's sockets at most once."""
+    states: list[PortState] = []
+    for port in ports:
+        if bind_error(port) is None:
+            states.append(PortState(port, "not listening"))
+            continue
+        if daemon_pid is not None and _daemon_listens(daemon_pid, port):
+            states.append(PortState(port, "listening", daemon_pid, process_name(daemon_pid)))
+            continue
+        holders = holders if holders is not None else port_holders() or {}
+        pid = holders.get(port)
+        name = process_name(pid) if pid is not None else None
+        ours = pid is not None and pid == daemon_pid
+        states.append(PortState(port, "listening" if ours else "taken", pid, name))
+    return states
 
 
 def _holder_text(port: int, holders: dict[int, int | None] | None) -> str:
@@ -265,8 +275,8 @@ class PortRegistry:
         )
 
     def _check_explicit(self, projects: dict[str, Any], port: int) -> int:
-        if not 1 <= port <= 65535:
-            raise PortUnavailable(f"port {port} is not between 1 and 65535")
+        if not 1024 <= port <= 65535:
+            raise PortUnavailable(f"port {port} is not between 1024 and 65535")
         owner = next((name for name, rec in projects.items() if rec["port"] == port), None)
         if owner is not None:
             raise PortUnavailable(f"port {port} is already registered to project {owner!r}")
