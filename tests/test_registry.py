@@ -198,3 +198,19 @@ def test_default_project_name_from_worktree_git_file(tmp_path: Path) -> None:
 
 def test_default_project_name_outside_git(tmp_path: Path) -> None:
     assert default_project_name(tmp_path) is None
+
+
+def test_hidden_socket_table_falls_back_to_unknown_process(
+    held: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    def denied(kind: str = "inet") -> list[object]:
+        raise psutil.AccessDenied()
+
+    monkeypatch.setattr(psutil, "net_connections", denied)
+    base = held.getsockname()[1]
+    state = port_state(base, None)
+    assert (state.state, state.pid, state.label) == ("taken", None, "taken by an unknown process")
+    result = registry_from(base).assign("app")
+    assert dict(result.skipped)[base] == "in use by an unknown process"
