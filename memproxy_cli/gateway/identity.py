@@ -1,35 +1,109 @@
-"""Who is calling: project, user id and client (placeholder until the full rules land)."""
+"""Who is calling: project, user id, memory scope and client, from headers and the listener."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from memproxy_cli.config import UserIdMappings
+from memproxy_cli.gateway.client_ua import parse_client
+
+if TYPE_CHECKING:
+    from memproxy_cli.config import UserIdMappings
+
+USER_ID_HEADER = "x-memory-user-id"
+PROJECT_HEADER = "x-memproxy-project"
+INSTANCE_HEADER = "x-pycharm-instance"
+SESSION_HEADER = "x-claude-code-session-id"
+
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Header values end up in log rows: printable, bounded.
+_RECORDABLE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Identity:
     project: str | None
     user_id: str
     scope: str
-    client: str | None = None
-    client_version: str | None = None
-    client_instance: str | None = None
-    client_session: str | None = None
+    client: str | None
+    client_version: str | None
+    client_instance: str | None
+    client_session: str | None
 
 
+@dataclass(frozen=True)
+class HeaderRule:
+    header: str
+    pattern: re.Pattern[str]
+    user_id: str
+
+
+@dataclass(frozen=True)
 class CompiledMappings:
-    def __init__(self, mappings: UserIdMappings) -> None:
-        self.mappings = mappings
+    """`user_id_mappings` with every pattern compiled once, at config load."""
+
+    rules: tuple[HeaderRule, ...] = ()
+    default_user_id: str = "default"
+
+    @classmethod
+    def from_config(cls, mappings: UserIdMappings) -> CompiledMappings:
+        rules = tuple(
+            HeaderRule(p.header.lower(), re.compile(p.pattern), p.user_id)
+            for p in mappings.header_patterns
+        )
+        return cls(rules, mappings.default_user_id)
+
+    def user_for(self, headers: Mapping[str, str]) -> str:
+        """The user id of the first rule whose regex is found in its header, else the default."""
+        for rule in self.rules:
+            value = headers.get(rule.header)
+            if value is not None and rule.pattern.search(value):
+                return rule.user_id
+        return self.default_user_id
 
 
 def resolve_identity(
-    headers: Mapping[str, str],
-    listener_project: str | None,
-    mappings: UserIdMappings,
-    compiled: CompiledMappings,
+    headers: Mapping[str, str], listener_project: str | None, mappings: CompiledMappings
 ) -> Identity:
-    project = listener_project or headers.get("x-memproxy-project")
-    user_id = headers.get("x-memory-user-id") or project or mappings.default_user_id
-    return Identity(project=project, user_id=user_id, scope=project or f"user:{user_id}")
+    """Identity of one request; `listener_project` is set when it arrived on a project port."""
+    lowered = _lower(headers)
+    explicit_user = _recordable(lowered.get(USER_ID_HEADER))
+    if listener_project is not None:
+        project: str | None = listener_project
+        user_id = explicit_user or listener_project
+    else:
+        project = _project(lowered.get(PROJECT_HEADER))
+        user_id = explicit_user or mappings.user_for(lowered)
+    client, version = parse_client(lowered.get("user-agent"))
+    return Identity(
+        project=project,
+        user_id=user_id,
+        scope=project if project else f"user:{user_id}",
+        client=client,
+        client_version=version,
+        client_instance=_recordable(lowered.get(INSTANCE_HEADER)),
+        client_session=_recordable(lowered.get(SESSION_HEADER)),
+    )
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    lowered: dict[str, str] = {}
+    for key, value in headers.items():
+        lowered.setdefault(key.lower(), value)
+    return lowered
+
+
+def _recordable(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _RECORDABLE.fullmatch(value) else None
+
+
+def _project(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _PROJECT_NAME.fullmatch(value) else None

@@ -94,9 +94,7 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
 def _identify(ex: Exchange, state: GatewayState) -> None:
     port = _local_port(ex.request)
     listener_project = state.port_projects.get(port) if port is not None else None
-    identity = resolve_identity(
-        ex.request.headers, listener_project, state.config.user_id_mappings, state.mappings
-    )
+    identity = resolve_identity(ex.request.headers, listener_project, state.mappings)
     ex.identity = identity
     row = ex.row
     row.project, row.user_id = identity.project, identity.user_id

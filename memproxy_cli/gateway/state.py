@@ -56,14 +56,14 @@ class GatewayState:
             router=Router(config),
             limiter=OriginLimiter(config.server.max_concurrent_per_upstream),
             retry_budget=RetryBudget(config.server.retry_budget_ratio),
-            mappings=CompiledMappings(config.user_id_mappings),
+            mappings=CompiledMappings.from_config(config.user_id_mappings),
         )
 
     def apply_config(self, config: Config) -> None:
         """Swap in a new config (reload); in-flight requests keep the objects they hold."""
         self.config = config
         self.router = Router(config)
-        self.mappings = CompiledMappings(config.user_id_mappings)
+        self.mappings = CompiledMappings.from_config(config.user_id_mappings)
         self.limiter.cap = config.server.max_concurrent_per_upstream
 
 
