@@ -70,10 +70,10 @@ class Controller:
         try:
             await self.listeners.open(assignment.project, assignment.port)
         except OSError as exc:
-            raise web.HTTPConflict(
-                text=_err(
-                    f"port {assignment.port} for {project!r} cannot be opened: {exc.strerror}"
-                )
+            from memproxy_cli.registry import PortUnavailable
+
+            raise PortUnavailable(
+                f"port {assignment.port} for {project!r} cannot be opened: {exc.strerror}"
             ) from None
         return {
             "project": assignment.project,
@@ -98,10 +98,6 @@ class Controller:
         return problems
 
 
-def _err(message: str) -> str:
-    return orjson.dumps({"error": message}).decode()
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -111,11 +107,13 @@ async def _status(request: web.Request) -> web.Response:
 
 
 async def _attach(request: web.Request) -> web.Response:
+    from memproxy_cli.registry import RegistryError
+
     body = await request.json()
     try:
         result = await request.app[CONTROL].attach(body["project"], body.get("port"))
-    except ValueError as exc:
-        return _json({"error": str(exc)}, 400)
+    except RegistryError as exc:
+        return _json({"error": str(exc)}, 409)
     return _json(result)
 
 

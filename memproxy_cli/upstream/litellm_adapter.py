@@ -82,8 +82,8 @@ class LiteLLMAdapter:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         started = time.perf_counter()
         module = await asyncio.to_thread(importlib.import_module, "litellm")
-        module.suppress_debug_info = True
-        module.drop_params = True
+        setattr(module, "suppress_debug_info", True)  # noqa: B010 - module attributes
+        setattr(module, "drop_params", True)  # noqa: B010
         self._module = module
         log.info("litellm loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
         try:  # the first call pays for lazy imports: pay it now, not on a user's request
