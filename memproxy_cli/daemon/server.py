@@ -57,6 +57,7 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     bound = _bound_port(site) or port
     url = f"http://{_url_host(host)}:{bound}"
     state = app[STATE]
+    state.main_port = bound
     stop = asyncio.Event()
 
     async def reload() -> str | None:

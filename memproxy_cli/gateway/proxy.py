@@ -94,6 +94,16 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
 def _identify(ex: Exchange, state: GatewayState) -> None:
     port = _local_port(ex.request)
     listener_project = state.port_projects.get(port) if port is not None else None
+    if listener_project is None and state.main_port is not None and port != state.main_port:
+        # A keep-alive connection that outlived `memproxy detach` must not fall back to the
+        # main port's identity rules.
+        raise GatewayError(
+            410,
+            f"the project listener on port {port} was detached",
+            "listener_detached",
+            headers={"Connection": "close"},
+            row_status="rejected",
+        )
     identity = resolve_identity(ex.request.headers, listener_project, state.mappings)
     ex.identity = identity
     row = ex.row

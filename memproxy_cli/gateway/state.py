@@ -45,6 +45,7 @@ class GatewayState:
     sessions: SessionManager | None = None
     litellm: LiteLLMAdapter | None = None
     port_projects: dict[int, str] = field(default_factory=dict)  # project listener ports
+    main_port: int | None = None  # set by the daemon once it listens
     inflight: int = 0
     requests_total: int = 0
 
