@@ -190,17 +190,18 @@ class SessionManager:
 
         state = self._origin(url)
         if state.httpx_client is None or state.httpx_client.is_closed:
-            if state.httpx_cookies is None:
-                state.httpx_cookies = restore_httpx_cookies(
-                    state.origin, state.stored.get(HTTPX, [])
-                )
+            cookies = state.httpx_cookies
+            if cookies is None:
+                cookies = restore_httpx_cookies(state.origin, state.stored.get(HTTPX, []))
             state.httpx_client = httpx.AsyncClient(
-                cookies=state.httpx_cookies,
+                cookies=cookies,
                 headers={"User-Agent": self._user_agent},
                 timeout=httpx.Timeout(600.0, connect=self._connect_timeout_s),
                 limits=httpx.Limits(max_connections=self._limit_per_host),
                 event_hooks={"response": [self._on_httpx_response]},
             )
+            # httpx copies the cookies it is given; its own jar is the live one.
+            state.httpx_cookies = state.httpx_client.cookies
         return state.httpx_client
 
     def _trace_for(self, origin: str) -> aiohttp.TraceConfig:
