@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import typer
@@ -27,9 +28,25 @@ def sessions(
     output.out.print(_table(rows))
 
 
+def _in(when: str | None) -> str:
+    """An ISO time as a short distance from now: `in 29m`, `in 3h`, `past`."""
+    from memproxy_cli.upstream.session_state import from_iso
+
+    ts = from_iso(when)
+    if ts is None:
+        return "-"
+    left = int(ts - time.time())
+    if left <= 0:
+        return "past"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size:
+            return f"in {left // size}{unit}"
+    return f"in {left}s"
+
+
 def _cookies(row: dict[str, Any]) -> str:
     parts = [
-        f"{c['name']} (until {c['expires']})" if c["expires"] else f"{c['name']} (session)"
+        f"{c['name']} ({_in(c['expires'])})" if c["expires"] else f"{c['name']} (session)"
         for c in row["cookies"]
     ]
     return "\n".join(parts) or "-"
@@ -38,7 +55,10 @@ def _cookies(row: dict[str, Any]) -> str:
 def _table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    table = Table("upstream", "cookies", "requests", "last status", "verdict", "backed off until")
+    table = Table()
+    table.add_column("upstream", no_wrap=True)
+    for heading in ("cookies", "requests", "status", "verdict", "backoff"):
+        table.add_column(heading)
     for row in rows:
         table.add_row(
             row["origin"],
@@ -46,7 +66,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
             str(row["requests"]),
             str(row["last_status"] or "-"),
             row["last_verdict"] or "-",
-            row["backed_off_until"] or "-",
+            _in(row["backed_off_until"]),
         )
     return table
 
