@@ -126,6 +126,7 @@ async def test_reload_drops_expired_records_and_foreign_domains(tmp_path: Path) 
             CookieRecord("session", "2", "127.0.0.1"),
             CookieRecord("stale", "3", "127.0.0.1", "/", now - 1),
             CookieRecord("foreign", "4", "evil.example", "/", now + 600, host_only=False),
+            CookieRecord("redirected", "5", "other.example", "/", now + 600, host_only=True),
         ]
         data = {
             "version": 1,

@@ -110,10 +110,29 @@ def httpx_records(cookies: httpx.Cookies) -> list[CookieRecord]:
     return [r for r in records if not r.expired()]
 
 
+def _restorable(origin: str, records: list[CookieRecord]) -> list[str]:
+    """Set-Cookie lines for the unexpired cookies that belong to the origin's host.
+
+    A redirect may have left another host's cookies in the jar; replaying a host-only one
+    against this origin would hand it to the wrong host, so those are dropped.
+    """
+    host = URL(origin).host or ""
+    lines = []
+    for r in records:
+        if r.expired():
+            continue
+        if r.host_only and r.domain not in (host, f"{host}.local"):
+            continue
+        if not r.host_only and not (host == r.domain or host.endswith("." + r.domain)):
+            continue
+        lines.append(r.set_cookie_header())
+    return lines
+
+
 def restore_aiohttp_jar(origin: str, records: list[CookieRecord]) -> aiohttp.CookieJar:
     # unsafe=True accepts cookies from IP hosts: each jar only ever talks to its one origin.
     jar = aiohttp.CookieJar(unsafe=True)
-    headers = [r.set_cookie_header() for r in records if not r.expired()]
+    headers = _restorable(origin, records)
     if headers:
         jar.update_cookies_from_headers(headers, URL(origin))
     return jar
@@ -123,7 +142,7 @@ def restore_httpx_cookies(origin: str, records: list[CookieRecord]) -> httpx.Coo
     import httpx
 
     cookies = httpx.Cookies()
-    headers = [("set-cookie", r.set_cookie_header()) for r in records if not r.expired()]
+    headers = [("set-cookie", line) for line in _restorable(origin, records)]
     if headers:
         request = httpx.Request("GET", URL(origin).with_path("/").human_repr())
         cookies.extract_cookies(httpx.Response(200, headers=headers, request=request))
