@@ -32,9 +32,9 @@ def _root(
 
 
 def _register() -> None:
-    from memproxy_cli.cli import daemon_cmds, ports_cmds, project_cmds
+    from memproxy_cli.cli import daemon_cmds, ports_cmds, project_cmds, sessions_cmds
 
-    for module in (daemon_cmds, ports_cmds, project_cmds):
+    for module in (daemon_cmds, ports_cmds, project_cmds, sessions_cmds):
         module.register(app)
 
 
