@@ -103,6 +103,7 @@ class LocalMemoryBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -220,5 +221,8 @@ class LocalMemoryBackend:
         return await self._run(self.export_sync, scope)
 
     async def close(self) -> None:
-        await self._run(self.close_sync)
-        self._executor.shutdown(wait=True)
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.close_sync)
+        self._executor.shutdown(wait=False)
