@@ -92,7 +92,7 @@ async def test_given_http_client_is_used_and_left_open(fake: tuple[FakeSupermemo
 
 async def test_errors_surface_as_exceptions(fake: tuple[FakeSupermemory, str]) -> None:
     bad = SupermemoryBackend(api_key="sm_wrong_key_000000000000", base_url=fake[1])
-    with pytest.raises(Exception, match="401|nauthorized"):
+    with pytest.raises(Exception, match=r"401|nauthorized"):
         await bad.search("p", "hello", 1)
     await bad.close()
     missing = SupermemoryBackend(api_key=None, base_url=fake[1])
