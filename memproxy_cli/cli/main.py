@@ -32,9 +32,9 @@ def _root(
 
 
 def _register() -> None:
-    from memproxy_cli.cli import daemon_cmds
+    from memproxy_cli.cli import daemon_cmds, memory_cmds
 
-    for module in (daemon_cmds,):
+    for module in (daemon_cmds, memory_cmds):
         module.register(app)
 
 
