@@ -159,3 +159,17 @@ async def test_metadata_and_long_parts_are_clipped(store: LocalMemoryBackend) ->
 async def test_concurrent_adds_from_many_tasks(store: LocalMemoryBackend) -> None:
     await asyncio.gather(*(add(store, "p", f"parallel fact {i}") for i in range(50)))
     assert len(await store.export("p")) == 50
+
+
+async def test_very_common_terms_rank_only_the_newest_matches(
+    store: LocalMemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import memproxy_cli.memory.local as local
+
+    monkeypatch.setattr(local, "TERM_MATCH_BUDGET", 5)
+    ids = [await add(store, "p", f"deploy note {i}", at=1000.0 + i) for i in range(20)]
+    rare = await add(store, "p", "deploy uses terraform", at=500.0)
+    found = await store.search("p", "deploy", 20)
+    assert {m.id for m in found} <= {*ids[-6:], rare}  # only the newest matches are ranked
+    found = await store.search("p", "terraform deploy", 3)
+    assert found[0].id == rare  # the rare term is kept and ranks first

@@ -34,9 +34,14 @@ def query_terms(text: str, max_terms: int = MAX_TERMS) -> list[str]:
     return list(seen)
 
 
-def match_expression(text: str) -> str | None:
+def term_expression(term: str) -> str:
+    """One quoted term, prefix-matched when long enough to be selective."""
+    return f'"{term}"*' if len(term) >= MIN_PREFIX_LEN else f'"{term}"'
+
+
+def match_expression(text: str | list[str]) -> str | None:
     """`"term"* OR "other"*`, or None when nothing searchable is left (only stop words)."""
-    terms = query_terms(text)
+    terms = query_terms(text) if isinstance(text, str) else text
     if not terms:
         return None
-    return " OR ".join(f'"{t}"*' if len(t) >= MIN_PREFIX_LEN else f'"{t}"' for t in terms)
+    return " OR ".join(term_expression(t) for t in terms)

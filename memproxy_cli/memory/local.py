@@ -3,6 +3,11 @@
 Search restricts candidates with the full-text index first (the best `CANDIDATES` by BM25 within
 the scope), then blends in recency in Python: score = (1 - w) * relevance + w * freshness, where
 relevance is BM25 scaled to the best candidate (0..1] and freshness halves every half-life.
+Terms that match a large share of the store (a `"use"*` in a 100k-memory project) would make
+BM25 score tens of thousands of rows while adding little: terms are taken rarest first until
+their matches would exceed `TERM_MATCH_BUDGET` (the rarest term is always kept); when even the
+rarest term matches more, only its newest `TERM_MATCH_BUDGET` matches (by insertion order) are
+ranked, which recency would favour anyway.
 A query with nothing searchable left (empty, or only stop words) returns no memories: injecting
 whatever is recent would be noise, not recall.
 """
@@ -22,13 +27,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
-from memproxy_cli.memory.fts_query import match_expression
+from memproxy_cli.memory.fts_query import match_expression, query_terms, term_expression
 from memproxy_cli.memory.redact import redact
 from memproxy_cli.memory.turn_text import format_turn
 
 T = TypeVar("T")
 
 CANDIDATES = 100
+TERM_MATCH_BUDGET = 1500
+_FLOOR_SQL = (
+    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
+)
+_COUNT_SQL = (
+    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
+)
 RECENCY_WEIGHT = 0.3
 _DAY = 86400.0
 
@@ -61,7 +73,7 @@ END;
 _SEARCH_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata, bm25(memories_fts) AS rank
 FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND m.scope = ?
+WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ?
 ORDER BY rank LIMIT ?
 """
 _LIST_SQL = """
@@ -135,11 +147,38 @@ class LocalMemoryBackend:
 
     # -- sync operations (run on the backend thread; also usable directly) ------------------
 
+    def _selective_terms(self, terms: list[str]) -> tuple[list[str], int]:
+        """The rarest terms whose matches fit the budget, and their match count (capped)."""
+        conn = self._connection()
+        cap = TERM_MATCH_BUDGET + 1
+        counted = []
+        for term in terms:
+            (hits,) = conn.execute(_COUNT_SQL, (term_expression(term), cap)).fetchone()
+            if hits:
+                counted.append((hits, term))
+        counted.sort()
+        chosen, total = [], 0
+        for hits, term in counted:
+            if chosen and total + hits > TERM_MATCH_BUDGET:
+                break
+            chosen.append(term)
+            total += hits
+        return chosen, total
+
     def search_sync(self, scope: str, query: str, k: int, now: float | None = None) -> list[Memory]:
-        expression = match_expression(query)
-        if expression is None or k <= 0:
+        terms = query_terms(query)
+        if not terms or k <= 0:
             return []
-        rows = self._connection().execute(_SEARCH_SQL, (expression, scope, CANDIDATES)).fetchall()
+        chosen, hits = self._selective_terms(terms)
+        expression = match_expression(chosen)
+        if expression is None:
+            return []
+        conn = self._connection()
+        floor = 0
+        if hits > TERM_MATCH_BUDGET:
+            row = conn.execute(_FLOOR_SQL, (expression, TERM_MATCH_BUDGET)).fetchone()
+            floor = row[0] if row else 0
+        rows = conn.execute(_SEARCH_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
         if not rows:
             return []
         best = max(-row[5] for row in rows) or 1.0
