@@ -157,7 +157,8 @@ class LocalMemoryBackend:
             if hits:
                 counted.append((hits, term))
         counted.sort()
-        chosen, total = [], 0
+        chosen: list[str] = []
+        total = 0
         for hits, term in counted:
             if chosen and total + hits > TERM_MATCH_BUDGET:
                 break
