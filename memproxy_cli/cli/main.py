@@ -32,9 +32,16 @@ def _root(
 
 
 def _register() -> None:
-    from memproxy_cli.cli import daemon_cmds, ports_cmds, project_cmds, sessions_cmds
+    from memproxy_cli.cli import (
+        daemon_cmds,
+        memory_cmds,
+        ports_cmds,
+        project_cmds,
+        sessions_cmds,
+    )
 
-    for module in (daemon_cmds, ports_cmds, project_cmds, sessions_cmds):
+    modules = (daemon_cmds, project_cmds, ports_cmds, memory_cmds, sessions_cmds)
+    for module in modules:
         module.register(app)
 
 

@@ -1,0 +1,145 @@
+"""Recall latency of the local memory backend at 1k, 10k and 100k memories in one project.
+
+Fills a temporary store with deterministic, varied turns, then times natural-language questions
+through the async API the gateway uses (executor hop included). Prints p50/p99 per size.
+Usage: python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--queries 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from memproxy_cli.memory.backend import Turn
+from memproxy_cli.memory.local import LocalMemoryBackend
+
+SUBJECTS = (
+    "the database",
+    "the cache",
+    "the login flow",
+    "the CI pipeline",
+    "the billing service",
+    "the search index",
+    "the mobile app",
+    "the API gateway",
+    "the job queue",
+    "the frontend",
+    "the deploy script",
+    "the test suite",
+    "the config loader",
+    "the metrics dashboard",
+)
+TECH = (
+    "PostgreSQL",
+    "Redis",
+    "Kafka",
+    "SQLite",
+    "Svelte",
+    "React",
+    "Django",
+    "FastAPI",
+    "Terraform",
+    "Kubernetes",
+    "nginx",
+    "Celery",
+    "GraphQL",
+    "gRPC",
+    "Prometheus",
+    "Grafana",
+    "Rust",
+    "Go",
+)
+VERBS = ("uses", "moved to", "depends on", "was rewritten in", "talks to", "is tested with")
+EXTRAS = (
+    "because latency was too high",
+    "after the outage in March",
+    "to cut the cloud bill",
+    "since the team prefers it",
+    "for the new customers in Europe",
+    "until the migration ends",
+    "with a retry budget of twenty percent",
+    "behind a feature flag",
+    "on every pull request",
+)
+QUESTIONS = (
+    "what database does this project use?",
+    "which cache do we run?",
+    "how is the login flow built?",
+    "what does the CI pipeline depend on?",
+    "why did we move to Kafka?",
+    "where do metrics go?",
+    "which framework is the frontend written in?",
+    "what happened after the outage in March?",
+    "how do deploys work?",
+    "is there a feature flag?",
+)
+
+
+def turn(rng: random.Random, i: int, now: float) -> Turn:
+    subject, verb, tech, extra = (rng.choice(x) for x in (SUBJECTS, VERBS, TECH, EXTRAS))
+    user = f"note {i}: {subject} {verb} {tech} {extra}."
+    answer = (
+        f"Understood, {subject} {verb} {tech}. I will keep that in mind ({rng.randint(1, 99)})."
+    )
+    return Turn(user=user, assistant=answer, created_at=now - rng.uniform(0, 365 * 86400))
+
+
+def fill(store: LocalMemoryBackend, size: int, seed: int = 7) -> None:
+    rng, now = random.Random(seed), time.time()
+    batch = 5000
+    for start in range(0, size, batch):
+        turns = [turn(rng, i, now) for i in range(start, min(size, start + batch))]
+        store.add_many_sync("bench", turns)
+        store.add_many_sync("other-project", turns[: len(turns) // 10])
+
+
+async def measure(store: LocalMemoryBackend, queries: int) -> list[float]:
+    await store.search("bench", QUESTIONS[0], 5)  # warm the page cache
+    times = []
+    for i in range(queries):
+        t0 = time.perf_counter()
+        await store.search("bench", QUESTIONS[i % len(QUESTIONS)], 5)
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def report(size: int, times: list[float], fill_s: float) -> None:
+    ordered = sorted(times)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(
+        f"{size:>7} memories  p50 {statistics.median(ordered):6.2f} ms  p99 {p99:6.2f} ms"
+        f"  (fill {fill_s:5.1f} s, {len(times)} queries)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            sync_store = LocalMemoryBackend(Path(tmp) / "memory.sqlite3")
+            t0 = time.perf_counter()
+            fill(sync_store, size)
+            fill_s = time.perf_counter() - t0
+            sync_store.close_sync()
+            store = LocalMemoryBackend(Path(tmp) / "memory.sqlite3")
+            times = asyncio.run(_measure_and_close(store, args.queries))
+            report(size, times, fill_s)
+
+
+async def _measure_and_close(store: LocalMemoryBackend, queries: int) -> list[float]:
+    try:
+        return await measure(store, queries)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""The embedded backend: SQLite + FTS5 (BM25) blended with recency, one thread owns the connection.
+
+Search restricts candidates with the full-text index first (the best `CANDIDATES` by BM25 within
+the scope), then blends in recency in Python: score = (1 - w) * relevance + w * freshness, where
+relevance is BM25 scaled to the best candidate (0..1] and freshness halves every half-life.
+Terms that match a large share of the store (a `"use"*` in a 100k-memory project) would make
+BM25 score tens of thousands of rows while adding little: terms are taken rarest first until
+their matches would exceed `TERM_MATCH_BUDGET` (the rarest term is always kept); when even the
+rarest term matches more, only its newest `TERM_MATCH_BUDGET` matches (by insertion order) are
+ranked, which recency would favour anyway.
+A query with nothing searchable left (empty, or only stop words) returns no memories: injecting
+whatever is recent would be noise, not recall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from memproxy_cli.memory.backend import Memory, Turn
+from memproxy_cli.memory.fts_query import match_expression, query_terms, term_expression
+from memproxy_cli.memory.redact import redact
+from memproxy_cli.memory.turn_text import format_turn
+
+T = TypeVar("T")
+
+CANDIDATES = 100
+TERM_MATCH_BUDGET = 1500
+_FLOOR_SQL = (
+    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
+)
+_COUNT_SQL = (
+    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
+)
+RECENCY_WEIGHT = 0.3
+_DAY = 86400.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memories (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS memories_scope_created ON memories (scope, created_at);
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
+    text, content='memories', content_rowid='rowid',
+    tokenize='porter unicode61 remove_diacritics 2', prefix='3'
+);
+CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF text ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+"""
+
+_SEARCH_SQL = """
+SELECT m.id, m.scope, m.text, m.created_at, m.metadata, bm25(memories_fts) AS rank
+FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid
+WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ?
+ORDER BY rank LIMIT ?
+"""
+_LIST_SQL = """
+SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
+ORDER BY m.created_at DESC, m.rowid DESC LIMIT ? OFFSET ?
+"""
+_EXPORT_SQL = """
+SELECT m.id, m.scope, m.text, m.created_at, m.metadata
+FROM memories AS m WHERE m.scope = ? ORDER BY m.created_at, m.rowid
+"""
+
+
+def _row_to_memory(row: Sequence[Any], score: float = 0.0) -> Memory:
+    return Memory(
+        id=row[0],
+        scope=row[1],
+        text=row[2],
+        created_at=row[3],
+        score=score,
+        metadata=json.loads(row[4] or "{}"),
+    )
+
+
+def blend(relevance: float, created_at: float, now: float, half_life_days: float) -> float:
+    """Relevance (0..1) blended with freshness that halves every `half_life_days`."""
+    age_days = max(0.0, now - created_at) / _DAY
+    freshness = math.pow(0.5, age_days / half_life_days)
+    return (1.0 - RECENCY_WEIGHT) * relevance + RECENCY_WEIGHT * freshness
+
+
+class LocalMemoryBackend:
+    """Memories in one SQLite file; all database work runs on a single dedicated thread."""
+
+    name = "local"
+
+    def __init__(self, path: Path, half_life_days: float = 30.0) -> None:
+        self.path = path
+        self.half_life_days = half_life_days
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            with self._lock:
+                self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except asyncio.CancelledError:
+            self._interrupt()
+            raise
+
+    def _interrupt(self) -> None:
+        """Stop a statement still running for a caller that gave up (recall timeout)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.interrupt()
+
+    # -- sync operations (run on the backend thread; also usable directly) ------------------
+
+    def _selective_terms(self, terms: list[str]) -> tuple[list[str], int]:
+        """The rarest terms whose matches fit the budget, and their match count (capped)."""
+        conn = self._connection()
+        cap = TERM_MATCH_BUDGET + 1
+        counted = []
+        for term in terms:
+            (hits,) = conn.execute(_COUNT_SQL, (term_expression(term), cap)).fetchone()
+            if hits:
+                counted.append((hits, term))
+        counted.sort()
+        chosen: list[str] = []
+        total = 0
+        for hits, term in counted:
+            if chosen and total + hits > TERM_MATCH_BUDGET:
+                break
+            chosen.append(term)
+            total += hits
+        return chosen, total
+
+    def search_sync(self, scope: str, query: str, k: int, now: float | None = None) -> list[Memory]:
+        terms = query_terms(query)
+        if not terms or k <= 0:
+            return []
+        chosen, hits = self._selective_terms(terms)
+        expression = match_expression(chosen)
+        if expression is None:
+            return []
+        conn = self._connection()
+        floor = 0
+        if hits > TERM_MATCH_BUDGET:
+            row = conn.execute(_FLOOR_SQL, (expression, TERM_MATCH_BUDGET)).fetchone()
+            floor = row[0] if row else 0
+        rows = conn.execute(_SEARCH_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
+        if not rows:
+            return []
+        best = max(-row[5] for row in rows) or 1.0
+        now = time.time() if now is None else now
+        scored = [
+            _row_to_memory(row, blend(-row[5] / best, row[3], now, self.half_life_days))
+            for row in rows
+        ]
+        scored.sort(key=lambda m: m.score, reverse=True)
+        return scored[:k]
+
+    def add_sync(self, scope: str, turn: Turn) -> str:
+        memory_id = secrets.token_hex(8)
+        text = redact(format_turn(turn.user, turn.assistant))
+        metadata = {k: v for k, v in (("model", turn.model), ("request_id", turn.request_id)) if v}
+        metadata.update(turn.metadata)
+        created = turn.created_at if turn.created_at is not None else time.time()
+        self._connection().execute(
+            "INSERT INTO memories (id, scope, text, created_at, metadata) VALUES (?, ?, ?, ?, ?)",
+            (memory_id, scope, text, created, json.dumps(metadata)),
+        )
+        return memory_id
+
+    def add_many_sync(self, scope: str, turns: Sequence[Turn]) -> int:
+        """Bulk insert in one transaction (imports and benchmarks)."""
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            for turn in turns:
+                self.add_sync(scope, turn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return len(turns)
+
+    def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
+        rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
+        return [_row_to_memory(row) for row in rows]
+
+    def forget_sync(self, scope: str | None, memory_id: str) -> bool:
+        """Delete one memory; with scope None, wherever it is."""
+        if scope is None:
+            cur = self._connection().execute("DELETE FROM memories WHERE id = ?", (memory_id,))
+        else:
+            cur = self._connection().execute(
+                "DELETE FROM memories WHERE id = ? AND scope = ?", (memory_id, scope)
+            )
+        return cur.rowcount > 0
+
+    def export_sync(self, scope: str) -> list[Memory]:
+        return [_row_to_memory(row) for row in self._connection().execute(_EXPORT_SQL, (scope,))]
+
+    def scopes_sync(self) -> list[tuple[str, int]]:
+        sql = "SELECT scope, count(*) FROM memories GROUP BY scope ORDER BY scope"
+        return [(row[0], row[1]) for row in self._connection().execute(sql)]
+
+    def close_sync(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- the MemoryBackend protocol ---------------------------------------------------------
+
+    async def search(self, scope: str, query: str, k: int) -> list[Memory]:
+        return await self._run(self.search_sync, scope, query, k)
+
+    async def add(self, scope: str, turn: Turn) -> str | None:
+        return await self._run(self.add_sync, scope, turn)
+
+    async def list(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
+        return await self._run(self.list_sync, scope, limit, offset)
+
+    async def forget(self, scope: str, memory_id: str) -> bool:
+        return await self._run(self.forget_sync, scope, memory_id)
+
+    async def export(self, scope: str) -> Sequence[Memory]:
+        return await self._run(self.export_sync, scope)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.close_sync)
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,79 @@
+"""Replace secrets in text with `[REDACTED:<kind>]` before anything is stored or logged."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Order matters: specific prefixes before generic ones (sk-ant- before sk-), PEM blocks first.
+_TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "private_key",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+            r"[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        ),
+    ),
+    ("anthropic", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{16,}")),
+    (
+        "stripe",
+        re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9]{20,}"),
+    ),
+    ("openai", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}")),
+    ("google", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}")),
+    ("github", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{22,}")),
+    ("slack", re.compile(r"\bxox[bpoasr]-[A-Za-z0-9\-]{10,}")),
+    ("huggingface", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    ("supermemory", re.compile(r"\bsm_[A-Za-z0-9_\-]{20,}")),
+    ("aws_access_key_id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+)
+
+_NOT_REDACTED = r"(?!\[REDACTED)"
+
+# Patterns that keep their context (the key name, the user name) and hide only the value.
+_AWS_SECRET = re.compile(
+    r"(?i)(aws_secret_access_key[\"']?\s*[:=]\s*[\"']?)" + _NOT_REDACTED + r"[A-Za-z0-9/+=]{20,}"
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)" + _NOT_REDACTED + r"[A-Za-z0-9\-._~+/]{8,}=*")
+_URL_PASSWORD = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)" + _NOT_REDACTED + r"[^\s@/]+(@)"
+)
+_ASSIGNMENT = re.compile(
+    r"(?i)\b([\w.\-]*(?:password|passwd|pwd|secret|api[_\-]?key|access[_\-]?token"
+    r"|auth[_\-]?token|client[_\-]?secret)[\w.\-]*[\"']?\s*[:=]\s*[\"']?)"
+    + _NOT_REDACTED
+    + r"[^\s\"',;}]{3,}"
+)
+
+_SECRET_KEY_NAMES = re.compile(
+    r"(?i)^(authorization|proxy-authorization|x-api-key|api[_\-]?key|cookie|set-cookie"
+    r"|password|secret|token|access[_\-]?token|client[_\-]?secret)$"
+)
+
+
+def redact(text: str) -> str:
+    """Return `text` with every recognised secret replaced by `[REDACTED:<kind>]`."""
+    if not text:
+        return text
+    for kind, pattern in _TOKEN_PATTERNS:
+        text = pattern.sub(f"[REDACTED:{kind}]", text)
+    text = _AWS_SECRET.sub(r"\1[REDACTED:aws_secret]", text)
+    text = _BEARER.sub(r"\1[REDACTED:bearer]", text)
+    text = _URL_PASSWORD.sub(r"\1[REDACTED]\2", text)
+    return _ASSIGNMENT.sub(r"\1[REDACTED:secret]", text)
+
+
+def redact_obj(obj: Any) -> Any:
+    """A copy of a JSON-like value with secrets redacted in strings and secret-named keys."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {
+            k: "[REDACTED]"
+            if isinstance(k, str) and _SECRET_KEY_NAMES.match(k) and v
+            else redact_obj(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [redact_obj(v) for v in obj]
+    return obj
