@@ -1,0 +1,100 @@
+"""A lean OpenAI-compatible upstream for benchmarks: fixed JSON body, or SSE with 20 chunks.
+
+Runs in its own process so it does not share the event loop of the measuring client.
+Prints `listening PORT` on stdout once it accepts connections.
+Usage: python benchmarks/fake_upstream.py [--port 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+import orjson
+from aiohttp import web
+
+CHUNKS = 20
+_REPLY = "Noted: the project keeps its state in SQLite and caches hot rows in Redis."
+_USAGE = {"prompt_tokens": 42, "completion_tokens": CHUNKS, "total_tokens": 42 + CHUNKS}
+_BODY = orjson.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": _REPLY},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _USAGE,
+    }
+)
+
+
+def _chunk(content: str | None, usage: dict[str, int] | None = None) -> bytes:
+    choices = [] if content is None else [{"index": 0, "delta": {"content": content}}]
+    event = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": choices,
+    }
+    if usage is not None:
+        event["usage"] = usage
+    return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+_WORDS = (_REPLY.split() * CHUNKS)[:CHUNKS]
+_STREAM = [_chunk(word + " ") for word in _WORDS]
+_USAGE_CHUNK = _chunk(None, _USAGE)
+_DONE = b"data: [DONE]\n\n"
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = orjson.loads(await request.read())
+    if not body.get("stream"):
+        return web.Response(body=_BODY, content_type="application/json")
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await out.prepare(request)
+    for chunk in _STREAM:
+        await out.write(chunk)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await out.write(_USAGE_CHUNK)
+    await out.write(_DONE)
+    await out.write_eof()
+    return out
+
+
+async def serve(port: int) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    print(f"listening {bound}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Processes the benchmark drives: the fake upstream and the real daemon via `memproxy up`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeUpstream:
+    """benchmarks/fake_upstream.py in a separate process."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "fake_upstream.py"), "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "listening":
+            self.close()
+            raise RuntimeError(f"fake upstream did not start: {line!r}")
+        self.port = int(line[1])
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def memproxy_cmd() -> list[str]:
+    script = BIN / "memproxy"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "memproxy_cli"]
+
+
+def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEMPROXY_HOME": str(home), "NO_COLOR": "1"}
+    result = subprocess.run(
+        [*memproxy_cmd(), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"memproxy {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return result
+
+
+def write_config(home: Path, upstream: str, memory: dict[str, Any]) -> Path:
+    raw = {"upstreams": {"openai": upstream, "anthropic": upstream}, "memory": memory}
+    path = home / "config.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+class Daemon:
+    """`memproxy up` in a fresh MEMPROXY_HOME; `up_s` is the wall time until it answered."""
+
+    def __init__(self, home: Path, upstream: str, memory: dict[str, Any]) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.config = write_config(home, upstream, memory)
+        self.port = free_port()
+        started = time.perf_counter()
+        cli(home, "up", f"--port={self.port}", f"--config={self.config}")
+        self.up_s = time.perf_counter() - started
+        status = json.loads(cli(home, "status", "--json").stdout)
+        self.pid = int(status["pid"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = psutil.Process(self.pid)
+
+    def rss_mb(self) -> float:
+        return float(self.process.memory_info().rss) / (1024 * 1024)
+
+    def cpu_s(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def down(self) -> None:
+        cli(self.home, "down", check=False)

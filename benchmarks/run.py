@@ -1,0 +1,218 @@
+"""The gateway against a bare upstream, side by side: latency, throughput, memory, RSS, CLI start.
+
+Starts benchmarks/fake_upstream.py in its own process and the real daemon with `memproxy up`
+in a temporary MEMPROXY_HOME, measures from this process with a keep-alive aiohttp client,
+prints one report and optionally writes the figures as JSON.
+Usage: python benchmarks/run.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import cli_start
+import load
+import report
+from bench_recall import fill
+from load import Target
+from procs import Daemon, FakeUpstream
+
+from memproxy_cli.memory.local import LocalMemoryBackend
+
+PROJECT = "bench"
+
+
+@dataclass(frozen=True)
+class Plan:
+    latency_n: int
+    warmup: int
+    throughput_s: float
+    soak_total: int
+    soak_concurrency: int
+    sizes: tuple[int, ...]
+    up_repeats: int
+    cli_repeats: int
+
+
+FULL = Plan(2000, 200, 5.0, 100_000, 32, (1_000, 10_000, 100_000), 5, 10)
+QUICK = Plan(30, 5, 0.3, 400, 8, (300,), 1, 1)
+
+
+def chat_url(base: str) -> str:
+    return f"{base}/v1/chat/completions"
+
+
+async def latency_pair(direct: Target, gateway: Target, plan: Plan) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, stream in (("non_stream", False), ("stream_ttft", True)):
+        d = await load.sequential(direct, stream, plan.latency_n, plan.warmup)
+        g = await load.sequential(gateway, stream, plan.latency_n, plan.warmup)
+        out[label] = {
+            "direct": d.summary(),
+            "gateway": g.summary(),
+            "added_p50_ms": round(g.p50 - d.p50, 3),
+            "added_p99_ms": round(g.p99 - d.p99, 3),
+        }
+    return out
+
+
+async def throughput_pair(
+    direct: Target, gateway: Target, plan: Plan, cases: tuple[tuple[int, bool], ...]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for concurrency, stream in cases:
+        d = await load.throughput(direct, stream, concurrency, plan.throughput_s)
+        g = await load.throughput(gateway, stream, concurrency, plan.throughput_s)
+        key = f"c{concurrency}" + ("_stream" if stream else "")
+        out[key] = {"direct_rps": round(d, 1), "gateway_rps": round(g, 1), "share": round(g / d, 3)}
+    return out
+
+
+async def memories_header(gateway: Target) -> str | None:
+    async with aiohttp.ClientSession() as session:
+        body = load.bodies(False)[0]
+        async with session.post(gateway.url, data=body, headers=gateway.headers) as resp:
+            await resp.read()
+            return resp.headers.get("x-memproxy-memories")
+
+
+def up_times(root: Path, upstream: str, repeats: int) -> dict[str, float]:
+    times = []
+    for i in range(repeats):
+        daemon = Daemon(root / f"up-{i}", upstream, {"backend": "none"})
+        times.append(daemon.up_s)
+        daemon.down()
+    return {"best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3)}
+
+
+async def soak(daemon: Daemon, gateway: Target, plan: Plan) -> dict[str, Any]:
+    """RSS at 0, 25%, 50%, 75%, 100% of `soak_total` requests."""
+    step = plan.soak_total // 4
+    samples = [{"requests": 0, "rss_mb": round(daemon.rss_mb(), 1)}]
+    seconds = 0.0
+    for i in range(1, 5):
+        seconds += await load.fixed_count(gateway, plan.soak_concurrency, step)
+        samples.append({"requests": step * i, "rss_mb": round(daemon.rss_mb(), 1)})
+    return {
+        "concurrency": plan.soak_concurrency,
+        "rps": round(step * 4 / seconds, 1),
+        "samples": samples,
+    }
+
+
+async def baseline(root: Path, fake: FakeUpstream, plan: Plan, results: dict[str, Any]) -> None:
+    daemon = Daemon(root / "baseline", fake.base, {"backend": "none"})
+    try:
+        results["daemon"] = {"idle_rss_mb": round(daemon.rss_mb(), 1)}
+        direct = Target(chat_url(fake.base), load.headers_for(None))
+        gateway = Target(chat_url(daemon.url), load.headers_for(PROJECT))
+        results["latency"] = await latency_pair(direct, gateway, plan)
+        report.latency(results["latency"])
+        cases = ((16, False), (64, False), (16, True))
+        results["throughput"] = await throughput_pair(direct, gateway, plan, cases)
+        report.throughput(results["throughput"])
+        results["daemon"]["rss_after_warmup_mb"] = round(daemon.rss_mb(), 1)
+        cpu0 = daemon.cpu_s()
+        results["daemon"]["soak"] = await soak(daemon, gateway, plan)
+        results["daemon"]["soak"]["daemon_cpu_ms_per_request"] = round(
+            (daemon.cpu_s() - cpu0) * 1000 / plan.soak_total, 3
+        )
+        results["cli"] = cli_start.measure(daemon.home, plan.cli_repeats)
+    finally:
+        daemon.down()
+
+
+async def with_memory(root: Path, fake: FakeUpstream, plan: Plan, size: int) -> dict[str, Any]:
+    home = root / f"memory-{size}"
+    home.mkdir(parents=True)
+    store_file = home / "memory.sqlite3"
+    store = LocalMemoryBackend(store_file)
+    started = time.perf_counter()
+    fill(store, size)  # fills the "bench" scope, plus a smaller other project
+    store.close_sync()
+    fill_s = time.perf_counter() - started
+    memory = {"backend": "local", "local": {"path": str(store_file)}}
+    daemon = Daemon(home, fake.base, memory)
+    try:
+        direct = Target(chat_url(fake.base), load.headers_for(None))
+        gateway = Target(chat_url(daemon.url), load.headers_for(PROJECT))
+        injected = await memories_header(gateway)
+        out: dict[str, Any] = {"size": size, "fill_s": round(fill_s, 1), "injected": injected}
+        out["latency"] = await latency_pair(direct, gateway, plan)
+        out["throughput"] = await throughput_pair(direct, gateway, plan, ((16, False),))
+        return out
+    finally:
+        daemon.down()
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def run(plan: Plan, results: dict[str, Any]) -> None:
+    fake = FakeUpstream()
+    try:
+        with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp:
+            root = Path(tmp)
+            await baseline(root, fake, plan, results)
+            results["up"] = up_times(root, fake.base, plan.up_repeats)
+            results["memory"] = []
+            for size in plan.sizes:
+                results["memory"].append(await with_memory(root, fake, plan, size))
+            report.memory(results["memory"])
+            report.daemon(results["daemon"], results["up"])
+            report.cli(results["cli"])
+    finally:
+        fake.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument("--json", dest="json_file", help="also write the figures to this file")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    results: dict[str, Any] = {"machine": machine(), "plan": plan.__dict__, "quick": args.quick}
+    report.header(results["machine"], args.quick)
+    started = time.perf_counter()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    asyncio.run(run(plan, results))
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    print(f"\ntotal benchmark time: {results['total_s']} s")
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

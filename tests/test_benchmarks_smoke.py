@@ -1,0 +1,50 @@
+"""`benchmarks/run.py --quick` runs end to end against the real daemon and prints every section."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.serial
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = (
+    "== 1. Added latency",
+    "== 2. Throughput",
+    "== 3. Local memory on",
+    "== 4. Daemon: RSS and start",
+    "== 5. CLI start",
+)
+
+
+@pytest.mark.timeout(600)
+def test_quick_benchmark_prints_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "NO_COLOR": "1"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    positions = [result.stdout.find(title) for title in SECTIONS]
+    assert all(p >= 0 for p in positions), result.stdout
+    assert positions == sorted(positions), "sections out of order"
+    assert "no CLI command imported litellm" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["latency"]["non_stream"]["gateway"]["n"] > 0
+    assert figures["latency"]["stream_ttft"]["gateway"]["n"] > 0
+    assert set(figures["throughput"]) >= {"c16", "c64"}
+    assert [run["size"] for run in figures["memory"]] == [300]
+    assert figures["memory"][0]["injected"] not in (None, "0")
+    assert len(figures["daemon"]["soak"]["samples"]) == 5
+    assert {c["command"] for c in figures["cli"]} == {"--help", "ports", "status", "logs -n 20"}
