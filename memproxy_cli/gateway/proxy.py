@@ -185,7 +185,8 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
         state.budget.add(row.project, row.cost_usd, row.ended_at)
     if state.recorder is not None:
         state.recorder.submit(row)
-    _log_row(row)
+    # Formatting and writing the log line costs ~0.1 ms: do it after the response has gone out.
+    asyncio.get_running_loop().call_soon(_log_row, row)
     _remember(ex, state)
 
 
