@@ -95,5 +95,22 @@ class Daemon:
         times = self.process.cpu_times()
         return float(times.user + times.system)
 
+    def wait_settled(self, timeout: float = 120.0) -> float:
+        """Wait until the daemon's background start-up work (the LiteLLM import) has finished.
+
+        Settled means it used under 20 ms of CPU in each of two consecutive half seconds.
+        Returns the seconds waited.
+        """
+        started = time.monotonic()
+        quiet, last = 0, self.cpu_s()
+        while quiet < 2:
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"the daemon was still busy after {timeout:.0f} s")
+            time.sleep(0.5)
+            now = self.cpu_s()
+            quiet = quiet + 1 if now - last < 0.02 else 0
+            last = now
+        return time.monotonic() - started
+
     def down(self) -> None:
         cli(self.home, "down", check=False)

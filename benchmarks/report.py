@@ -113,7 +113,11 @@ def memory(runs: list[dict[str, Any]]) -> None:
 def daemon(figures: dict[str, Any], up: dict[str, float]) -> None:
     print("\n== 4. Daemon: RSS and start ==")
     idle = figures["idle_rss_mb"]
-    print(f"idle RSS after start: {idle:.1f} MB ({_mark(idle <= TARGETS['idle_rss_mb'])})")
+    print(f"RSS when `memproxy up` returned: {figures['ready_rss_mb']:.1f} MB")
+    print(
+        f"idle RSS once start-up work settled ({figures['settle_s']:.1f} s later): {idle:.1f} MB"
+        f" ({_mark(idle <= TARGETS['idle_rss_mb'])})"
+    )
     print(f"RSS after latency and throughput runs: {figures['rss_after_warmup_mb']:.1f} MB")
     soak = figures["soak"]
     print(
@@ -124,6 +128,8 @@ def daemon(figures: dict[str, Any], up: dict[str, float]) -> None:
         ["requests", "RSS MB"],
         [[f"{s['requests']:,}", f"{s['rss_mb']:.1f}"] for s in soak["samples"]],
     )
+    sizes = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in figures["log_bytes"].items())
+    print(f"log files after the soak: {sizes}")
     ok = up["median_s"] <= TARGETS["up_s"]
     print(
         f"memproxy up -> ready: best {up['best_s']:.3f} s, median {up['median_s']:.3f} s"

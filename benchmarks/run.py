@@ -115,7 +115,13 @@ async def soak(daemon: Daemon, gateway: Target, plan: Plan) -> dict[str, Any]:
 async def baseline(root: Path, fake: FakeUpstream, plan: Plan, results: dict[str, Any]) -> None:
     daemon = Daemon(root / "baseline", fake.base, {"backend": "none"})
     try:
-        results["daemon"] = {"idle_rss_mb": round(daemon.rss_mb(), 1)}
+        ready_rss = round(daemon.rss_mb(), 1)
+        settle_s = round(daemon.wait_settled(), 1)
+        results["daemon"] = {
+            "ready_rss_mb": ready_rss,
+            "settle_s": settle_s,
+            "idle_rss_mb": round(daemon.rss_mb(), 1),
+        }
         direct = Target(chat_url(fake.base), load.headers_for(None))
         gateway = Target(chat_url(daemon.url), load.headers_for(PROJECT))
         results["latency"] = await latency_pair(direct, gateway, plan)
@@ -129,6 +135,9 @@ async def baseline(root: Path, fake: FakeUpstream, plan: Plan, results: dict[str
         results["daemon"]["soak"]["daemon_cpu_ms_per_request"] = round(
             (daemon.cpu_s() - cpu0) * 1000 / plan.soak_total, 3
         )
+        results["daemon"]["log_bytes"] = {
+            log.name: log.stat().st_size for log in sorted(daemon.home.rglob("*.log"))
+        }
         results["cli"] = cli_start.measure(daemon.home, plan.cli_repeats)
     finally:
         daemon.down()
@@ -146,6 +155,7 @@ async def with_memory(root: Path, fake: FakeUpstream, plan: Plan, size: int) -> 
     memory = {"backend": "local", "local": {"path": str(store_file)}}
     daemon = Daemon(home, fake.base, memory)
     try:
+        daemon.wait_settled()
         direct = Target(chat_url(fake.base), load.headers_for(None))
         gateway = Target(chat_url(daemon.url), load.headers_for(PROJECT))
         injected = await memories_header(gateway)
