@@ -32,7 +32,7 @@ def check_redis(redis_url: str | None, timeout_s: float = TIMEOUT_S) -> CheckRes
         client.ping()
         latency_ms = (time.perf_counter() - started) * 1000
     except redis.RedisError as exc:
-        return redis_error(where, exc, timeout_s)
+        return redis_error(where, exc, timeout_s, _has_password(redis_url))
     finally:
         client.close()
     return _latency(where, latency_ms)
@@ -45,13 +45,22 @@ def _latency(where: str, latency_ms: float) -> CheckResult:
     return ok(NAME, found)
 
 
-def redis_error(where: str, exc: Exception, timeout_s: float) -> CheckResult:
+def _has_password(redis_url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(redis_url).password)
+    except ValueError:
+        return False
+
+
+def redis_error(where: str, exc: Exception, timeout_s: float, has_password: bool) -> CheckResult:
     """Name the failure: wrong password, no password, refused, timeout or a silent server."""
     import redis
 
     text = str(exc)
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
-        if "NOAUTH" in text or "Authentication required" in text:
+        if not has_password:
             found = f"{where} requires a password and redis_url carries none (NOAUTH)"
         else:
             found = f"{where} rejected the password or user in redis_url (WRONGPASS)"
