@@ -43,7 +43,9 @@ def _table(results: list[CheckResult]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("check", "status", "found", "fix")
+    table = Table("check", "status")
+    table.add_column("found", overflow="fold")
+    table.add_column("fix", overflow="fold")
     for r in results:
         colour = COLOURS[r.status]
         table.add_row(
