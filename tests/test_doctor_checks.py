@@ -23,7 +23,7 @@ from memproxy_cli.doctor import (
     store_checks,
 )
 from memproxy_cli.paths import get_paths
-from tests.fixtures.doctor_servers import GOOD_KEY, fake_upstream, port_holder
+from tests.fixtures.doctor_servers import GOOD_KEY, closed_port, fake_upstream, port_holder
 
 GW = {8764, 8801}
 
@@ -167,7 +167,7 @@ def test_registered_project_port_taken_suggests_detach() -> None:
     with port_holder() as (port, pid):
         registry = {"version": 1, "projects": {"alpha": {"port": port, "created_at": ""}}}
         paths.registry.write_text(json.dumps(registry))
-        results = port_checks.check_ports(paths, 1)
+        results = port_checks.check_ports(paths, closed_port())
     alpha = _by_name(results, f"port {port} (alpha)")
     assert alpha.status == "fail" and str(pid) in alpha.found
     assert "memproxy detach alpha" in (alpha.fix or "")
