@@ -34,13 +34,14 @@ def _root(
 def _register() -> None:
     from memproxy_cli.cli import (
         daemon_cmds,
+        doctor_cmds,
         memory_cmds,
         ports_cmds,
         project_cmds,
         sessions_cmds,
     )
 
-    modules = (daemon_cmds, project_cmds, ports_cmds, memory_cmds, sessions_cmds)
+    modules = (daemon_cmds, project_cmds, ports_cmds, memory_cmds, sessions_cmds, doctor_cmds)
     for module in modules:
         module.register(app)
 
