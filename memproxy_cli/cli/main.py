@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from memproxy_cli import __version__
@@ -33,6 +35,7 @@ def _root(
 
 def _register() -> None:
     from memproxy_cli.cli import (
+        completions_cmds,
         daemon_cmds,
         memory_cmds,
         ports_cmds,
@@ -40,7 +43,7 @@ def _register() -> None:
         sessions_cmds,
     )
 
-    modules = (daemon_cmds, project_cmds, ports_cmds, memory_cmds, sessions_cmds)
+    modules = (daemon_cmds, project_cmds, ports_cmds, memory_cmds, sessions_cmds, completions_cmds)
     for module in modules:
         module.register(app)
 
@@ -49,4 +52,8 @@ _register()
 
 
 def main() -> None:
-    app()
+    if os.environ.get("_MEMPROXY_COMPLETE"):
+        from memproxy_cli.cli.completions_cmds import enable_runtime_completion
+
+        enable_runtime_completion()
+    app(prog_name="memproxy")
