@@ -112,7 +112,7 @@ class Upstreams(_Model):
 
 class LocalMemoryConfig(_Model):
     path: str | None = Field(
-        None, description="SQLite file of the local backend (default: memory.db in the data dir)."
+        None, description="Local backend SQLite file (default: memory.sqlite3 in the data dir)."
     )
     recency_half_life_days: float = Field(
         30.0, gt=0, description="Age at which a memory's recency boost halves in ranking."

@@ -10,7 +10,8 @@ from memproxy_cli import __version__
 
 app = typer.Typer(
     name="memproxy",
-    help="Local LLM gateway with per-project memory and an honest spend log.",
+    help="Local LLM gateway with per-project memory and an honest spend log.\n\n"
+    "Example: memproxy up && memproxy attach my-app",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
