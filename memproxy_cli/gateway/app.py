@@ -6,14 +6,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from memproxy_cli import __version__
 from memproxy_cli.config import Config
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.guard import api_of, guard
 from memproxy_cli.gateway.routes import add_routes
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.paths import Paths, get_paths
-from memproxy_cli.upstream.sessions import SessionManager
+from memproxy_cli.upstream.sessions import SessionManager, default_user_agent
 
 
 def build_app(
@@ -35,6 +34,7 @@ def build_app(
     add_routes(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.cleanup_ctx.append(_sessions_ctx)
+    app.cleanup_ctx.append(_memory_ctx)
     if litellm:
         app.cleanup_ctx.append(_litellm_ctx)
     return app
@@ -51,9 +51,10 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     server = state.config.server
     state.sessions = SessionManager(
         state.paths.cookie_dir,
-        f"memproxy/{__version__}",
+        default_user_agent(),
         connect_timeout_s=server.connect_timeout_s,
         limit_per_host=server.max_concurrent_per_upstream,
+        stats_file=state.paths.state_dir / "sessions.json",
     )
     yield
     await state.sessions.close()
@@ -66,3 +67,27 @@ async def _litellm_ctx(app: web.Application) -> AsyncIterator[None]:
     state.litellm = LiteLLMAdapter()
     yield
     await state.litellm.close()
+
+
+async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
+    from memproxy_cli.memory.service import MemoryService
+
+    state = app[STATE]
+    memory = state.config.memory
+    uses_memory = memory.backend != "none" or any(
+        p.memory.backend not in (None, "none") for p in state.config.projects.values()
+    )
+    if not uses_memory:
+        yield
+        return
+    http_client = None
+    if state.sessions is not None and (
+        memory.backend == "supermemory"
+        or any(p.memory.backend == "supermemory" for p in state.config.projects.values())
+    ):
+        http_client = state.sessions.httpx_client_for(memory.supermemory.base_url)
+    service = MemoryService(state.config, state.paths, http_client=http_client)
+    state.memory = service
+    yield
+    await service.drain(state.config.server.drain_timeout_s)
+    await service.close()

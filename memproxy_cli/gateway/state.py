@@ -66,6 +66,8 @@ class GatewayState:
         self.router = Router(config)
         self.mappings = CompiledMappings.from_config(config.user_id_mappings)
         self.limiter.cap = config.server.max_concurrent_per_upstream
+        if self.memory is not None:
+            self.memory.reconfigure(config)
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("memproxy_state", GatewayState)

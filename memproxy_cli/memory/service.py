@@ -62,6 +62,10 @@ class MemoryService:
         self.dropped_stores = 0
         self.failed_stores = 0
 
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded config from the next request on (backends are kept)."""
+        self._config = config
+
     # -- backends ---------------------------------------------------------------------------
 
     def backend_for(self, settings: MemoryConfig) -> MemoryBackend | None:

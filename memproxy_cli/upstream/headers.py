@@ -90,7 +90,11 @@ def relay_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 
 def scrub(data: bytes, secrets: tuple[str | None, ...]) -> bytes:
     """Remove credentials an upstream may echo back in an error body."""
+    from memproxy_cli.memory.redact import redact
+
     for secret in secrets:
         if secret and len(secret) >= 8:
             data = data.replace(secret.encode(), b"[REDACTED]")
-    return data
+    text = data.decode("utf-8", "replace")
+    cleaned = redact(text)
+    return data if cleaned == text else cleaned.encode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections import defaultdict
 
 
@@ -54,19 +53,3 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float = 0.25) -
     if retry_after is not None:
         return retry_after
     return random.uniform(0, base * (2**attempt))
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import aiohttp
@@ -14,9 +15,11 @@ from memproxy_cli.gateway.errors import GatewayError, sse_error_event
 from memproxy_cli.gateway.exchange import Exchange
 from memproxy_cli.gateway.sse import SSEBuffer
 from memproxy_cli.gateway.state import GatewayState
+from memproxy_cli.upstream import cloudflare
+from memproxy_cli.upstream.cloudflare import Verdict, parse_retry_after
 from memproxy_cli.upstream.headers import relay_headers, scrub, upstream_headers, upstream_key
-from memproxy_cli.upstream.limits import backoff_delay, parse_retry_after
-from memproxy_cli.upstream.sessions import origin_of
+from memproxy_cli.upstream.limits import backoff_delay
+from memproxy_cli.upstream.sessions import SessionManager, origin_of
 
 _RETRY_STATUSES = frozenset({429, 503})
 _MAX_RETRY_AFTER_S = 5.0
@@ -29,6 +32,7 @@ async def forward(ex: Exchange, state: GatewayState, path: str) -> web.StreamRes
     if ex.request.query_string:
         url += "?" + ex.request.query_string
     origin = origin_of(url)
+    _refuse_if_backed_off(state.sessions, url, origin)
     if not state.limiter.try_acquire(origin):
         raise GatewayError(
             503,
@@ -41,10 +45,29 @@ async def forward(ex: Exchange, state: GatewayState, path: str) -> web.StreamRes
         headers = upstream_headers(route, ex.request.headers, key, ex.traceparent)
         resp = await _send(ex, state, url, headers, key)
         if ex.stream and resp.status == 200 and resp.content_type == "text/event-stream":
+            state.sessions.record(url, resp.status, resp.headers, Verdict.OK)
             return await _relay_stream(ex, state, resp)
-        return await _relay_whole(ex, resp, key)
+        return await _relay_whole(ex, state.sessions, url, resp, key)
     finally:
         state.limiter.release(origin)
+
+
+_CLOUDFLARE_REFUSALS = frozenset(
+    {Verdict.CHALLENGE, Verdict.BLOCKED, Verdict.CF_1015, Verdict.CF_1200}
+)
+
+
+def _refuse_if_backed_off(sessions: SessionManager, url: str, origin: str) -> None:
+    until = sessions.backoff_until(url)
+    wait = (until or 0.0) - time.time()
+    if wait > 0:
+        raise GatewayError(
+            429,
+            f"upstream {origin} asked us to back off; retry in {math.ceil(wait)} s",
+            "upstream_rate_limited",
+            headers={"Retry-After": str(math.ceil(wait))},
+            row_status="rate_limited",
+        )
 
 
 async def _send(
@@ -90,7 +113,11 @@ async def _send(
                 502, f"upstream {origin_of(url)} failed: {_reason(exc)}", "upstream_error"
             ) from None
         ex.upstream_s += time.perf_counter() - started
-        if resp.status in _RETRY_STATUSES and attempt < server.max_retries:
+        if (
+            resp.status in _RETRY_STATUSES
+            and attempt < server.max_retries
+            and not cloudflare.from_cloudflare(resp.headers)  # never retry into a challenge
+        ):
             wait = parse_retry_after(resp.headers.get("retry-after"))
             if (wait is None or wait <= _MAX_RETRY_AFTER_S) and state.retry_budget.try_spend():
                 resp.release()
@@ -106,7 +133,13 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
-async def _relay_whole(ex: Exchange, resp: aiohttp.ClientResponse, key: str | None) -> web.Response:
+async def _relay_whole(
+    ex: Exchange,
+    sessions: SessionManager,
+    url: str,
+    resp: aiohttp.ClientResponse,
+    key: str | None,
+) -> web.Response:
     started = time.perf_counter()
     try:
         async with resp:
@@ -123,6 +156,20 @@ async def _relay_whole(ex: Exchange, resp: aiohttp.ClientResponse, key: str | No
     finally:
         ex.upstream_s += time.perf_counter() - started
     ex.row.http_status = resp.status
+    verdict = cloudflare.classify(resp.status, resp.headers, data)
+    sessions.record(url, resp.status, resp.headers, verdict.verdict)
+    if verdict.verdict in (Verdict.RATE_LIMITED, Verdict.CF_1015) and verdict.retry_after_s:
+        sessions.set_backoff(url, verdict.retry_after_s)
+    if verdict.verdict in _CLOUDFLARE_REFUSALS:
+        retry = (
+            {"Retry-After": str(math.ceil(verdict.retry_after_s))} if verdict.retry_after_s else {}
+        )
+        raise GatewayError(
+            resp.status if resp.status >= 400 else 502,
+            f"{origin_of(url)}: {verdict.message}",
+            f"cloudflare_{verdict.verdict.value}",
+            headers=retry,
+        )
     headers = {**relay_headers(resp.headers), **ex.response_headers}
     if 200 <= resp.status < 300:
         _tally_whole(ex, data)
