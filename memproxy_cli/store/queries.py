@@ -7,6 +7,7 @@ parameters; optional filters are `CAST(:p AS TEXT) IS NULL OR col = :p`.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -145,6 +146,20 @@ def parse_since(value: str | None, now: float | None = None) -> float:
     return when.timestamp()
 
 
+def _log_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """The same shape from either backend: `stream` a bool, `extra` a dict."""
+    extra = raw.get("extra")
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            extra = {}
+    raw["extra"] = extra or {}
+    if "stream" in raw:
+        raw["stream"] = bool(raw["stream"])
+    return raw
+
+
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
@@ -171,7 +186,7 @@ class SpendQueries:
     ) -> list[dict[str, Any]]:
         """The last n rows that match, oldest first."""
         params = {**self._filters(project, model, status, since), "n": n}
-        return list(reversed(self._run.fetch(_RECENT, params)))
+        return [_log_row(r) for r in reversed(self._run.fetch(_RECENT, params))]
 
     def rows_after(
         self,
@@ -184,7 +199,7 @@ class SpendQueries:
     ) -> list[dict[str, Any]]:
         """Rows stored after `last_id` (for --follow), in storage order."""
         params = {**self._filters(project, model, status, since), "last_id": last_id, "n": n}
-        return self._run.fetch(_AFTER, params)
+        return [_log_row(r) for r in self._run.fetch(_AFTER, params)]
 
     def last_id(self) -> int:
         rows = self._run.fetch(_LAST_ID, {})
