@@ -32,9 +32,9 @@ def _root(
 
 
 def _register() -> None:
-    from memproxy_cli.cli import daemon_cmds
+    from memproxy_cli.cli import daemon_cmds, logs_cmds, spend_cmds
 
-    for module in (daemon_cmds,):
+    for module in (daemon_cmds, logs_cmds, spend_cmds):
         module.register(app)
 
 
