@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.store.models import daily_spend, request_log
@@ -22,11 +25,21 @@ _SUMMED = (
     "cache_write_tokens",
     "cost_usd",
 )
-_COLUMNS = frozenset(c.name for c in request_log.columns) - {"id"}
+_COLUMNS = tuple(c.name for c in request_log.columns if c.name != "id")
+_values_of = attrgetter(*_COLUMNS)
+_EXTRA = _COLUMNS.index("extra")
+_EXISTING_SQLITE = (
+    "SELECT request_id FROM request_log WHERE request_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return _day_name(int(ts // 86_400))
+
+
+@cache
+def _day_name(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 def write_batch(engine: Engine, rows: Sequence[RequestRow]) -> list[RequestRow]:
@@ -35,14 +48,17 @@ def write_batch(engine: Engine, rows: Sequence[RequestRow]) -> list[RequestRow]:
     if not unique:
         return []
     with engine.begin() as conn:
-        inserted_ids = _insert_rows(conn, unique)
+        if conn.dialect.name == "sqlite":
+            inserted_ids = _insert_rows_sqlite(conn, unique)
+        else:
+            inserted_ids = _insert_rows(conn, unique)
         inserted = [r for r in unique if r.request_id in inserted_ids]
         _add_to_daily(conn, inserted)
     return inserted
 
 
-def _dialect_insert(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
+def _dialect_insert(dialect_name: str) -> Any:
+    if dialect_name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert
@@ -52,19 +68,51 @@ def _dialect_insert(conn: Connection) -> Any:
 
 
 def _row_values(row: RequestRow) -> dict[str, Any]:
-    data = row.to_dict()
-    values = {k: v for k, v in data.items() if k in _COLUMNS}
-    values["extra"] = data["extra"] or None
+    values = dict(zip(_COLUMNS, _values_of(row), strict=True))
+    values["extra"] = values["extra"] or None
     return values
 
 
-def _insert_rows(conn: Connection, rows: list[RequestRow]) -> set[str]:
-    insert = _dialect_insert(conn)
-    stmt = (
-        insert(request_log)
+def _row_tuple(row: RequestRow) -> tuple[Any, ...]:
+    values = _values_of(row)
+    extra = json.dumps(values[_EXTRA], default=str) if values[_EXTRA] else None
+    return (*values[:_EXTRA], extra, *values[_EXTRA + 1 :])
+
+
+@cache
+def _sqlite_insert_sql() -> str:
+    from sqlalchemy.dialects import sqlite
+
+    stmt = sqlite.insert(request_log).on_conflict_do_nothing(index_elements=["request_id"])
+    compiled = stmt.compile(dialect=sqlite.dialect(), column_keys=list(_COLUMNS))
+    assert compiled.positiontup == list(_COLUMNS)
+    return str(compiled)
+
+
+def _insert_rows_sqlite(conn: Connection, rows: list[RequestRow]) -> set[str]:
+    """The SQLite fast path: driver executemany (C), no per-row SQLAlchemy work.
+
+    Inside BEGIN IMMEDIATE nobody else writes, so rows not present before are the ones inserted.
+    """
+    ids = json.dumps([r.request_id for r in rows])
+    existing = {row[0] for row in conn.exec_driver_sql(_EXISTING_SQLITE, (ids,))}
+    fresh = [r for r in rows if r.request_id not in existing]
+    if fresh:
+        conn.exec_driver_sql(_sqlite_insert_sql(), [_row_tuple(r) for r in fresh])
+    return {r.request_id for r in fresh}
+
+
+@cache
+def _insert_returning(dialect_name: str) -> Any:
+    return (
+        _dialect_insert(dialect_name)(request_log)
         .on_conflict_do_nothing(index_elements=["request_id"])
         .returning(request_log.c.request_id)
     )
+
+
+def _insert_rows(conn: Connection, rows: list[RequestRow]) -> set[str]:
+    stmt = _insert_returning(conn.dialect.name)
     result = conn.execute(stmt, [_row_values(r) for r in rows])
     return set(result.scalars())
 
@@ -88,15 +136,19 @@ def daily_totals(rows: Sequence[RequestRow]) -> list[dict[str, Any]]:
     return list(totals.values())
 
 
+@cache
+def _daily_upsert(dialect_name: str) -> Any:
+    stmt = _dialect_insert(dialect_name)(daily_spend)
+    return stmt.on_conflict_do_update(
+        index_elements=["day", "project", "model"],
+        set_={name: daily_spend.c[name] + stmt.excluded[name] for name in _SUMMED},
+    )
+
+
 def _add_to_daily(conn: Connection, rows: list[RequestRow]) -> None:
     totals = daily_totals(rows)
     if not totals:
         return
-    insert = _dialect_insert(conn)
-    stmt = insert(daily_spend)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["day", "project", "model"],
-        set_={name: daily_spend.c[name] + stmt.excluded[name] for name in _SUMMED},
-    )
+    stmt = _daily_upsert(conn.dialect.name)
     # Sorted keys: two PostgreSQL writers never lock the same aggregates in opposite order.
     conn.execute(stmt, sorted(totals, key=lambda t: (t["day"], t["project"], t["model"])))

@@ -1,12 +1,16 @@
 """The single spend writer: a thread with its own engine takes rows from a bounded queue and
-commits them in batches; when the store fails, rows go to the spill file and come back later."""
+commits them in batches; when the store fails, rows go to the spill file and come back later.
+
+The queue is a deque (append and popleft are atomic and cost no lock): `submit` runs on the
+event loop, and the writer thread should spend as little of the GIL as it can.
+"""
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,8 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CommitHook = Callable[[list[RequestRow]], None]
-_STOP = object()
 _MAX_BACKOFF_S = 5.0
+_FILL_POLL_S = 0.01  # while a batch fills up
 
 
 class SpendWriter:
@@ -42,7 +46,9 @@ class SpendWriter:
         self._batch_rows = batch_rows
         self._flush_interval_s = flush_interval_s
         self._busy_timeout_ms = busy_timeout_ms
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_max)
+        self._queue_max = queue_max
+        self._rows: deque[RequestRow] = deque()
+        self._stopping = threading.Event()
         self._spill = SpillFile(paths.spill_file)
         self._hooks: list[CommitHook] = []
         self._counts = dict.fromkeys(("written", "spilled", "dropped", "replayed", "batches"), 0)
@@ -55,7 +61,7 @@ class SpendWriter:
     @property
     def stats(self) -> dict[str, int]:
         with self._count_lock:
-            return {**self._counts, "queued": self._queue.qsize()}
+            return {**self._counts, "queued": len(self._rows)}
 
     def on_commit(self, cb: CommitHook) -> None:
         """Call `cb(rows)` in the writer thread with the rows each commit stored first."""
@@ -69,54 +75,51 @@ class SpendWriter:
 
     def submit(self, row: RequestRow) -> None:
         try:
-            self._queue.put_nowait(row)
-        except queue.Full:
-            self._to_spill([row])
+            if len(self._rows) < self._queue_max:
+                self._rows.append(row)
+            else:
+                self._to_spill([row])
         except Exception:  # never let accounting break a request
             self._count("dropped", 1)
 
     def close(self, timeout: float = 10.0) -> None:
+        """Drain the queue into the store (or the spill file) and stop the thread."""
         thread = self._thread
         if thread is None:
             return
-        deadline = time.monotonic() + timeout
-        while thread.is_alive():
-            try:
-                self._queue.put(_STOP, timeout=0.05)
-                break
-            except queue.Full:
-                if time.monotonic() > deadline:
-                    break
-        thread.join(max(0.0, deadline - time.monotonic()))
+        self._stopping.set()
+        thread.join(timeout)
         self._thread = None
-        if thread.is_alive():  # stuck on the store: keep what is still queued in the spill file
-            self._spill_queued()
+        self._spill_queued()  # only rows the thread could not take in time (stuck store)
 
     def _spill_queued(self) -> None:
-        rows: list[RequestRow] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, RequestRow):
-                rows.append(item)
+        rows = self._pop(len(self._rows))
         if rows:
             self._to_spill(rows)
+
+    def _pop(self, n: int) -> list[RequestRow]:
+        pop = self._rows.popleft
+        rows: list[RequestRow] = []
+        try:
+            for _ in range(n):
+                rows.append(pop())
+        except IndexError:
+            pass
+        return rows
 
     # --- the thread ---
 
     def _run(self) -> None:
         self._engine = self._open()
         self._replay()
-        stopping = False
-        while not stopping:
-            batch, stopping = self._take_batch()
+        while True:
+            batch = self._take_batch()
             if batch:
                 self._flush(batch)
+            elif self._stopping.is_set():
+                break
             elif self._spill.has_pending() and time.monotonic() >= self._retry_at:
                 self._replay()
-        self._drain_remaining()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -135,37 +138,15 @@ class SpendWriter:
             self._failed()
             return None
 
-    def _take_batch(self) -> tuple[list[RequestRow], bool]:
-        batch: list[RequestRow] = []
+    def _take_batch(self) -> list[RequestRow]:
+        """Up to batch_rows rows, once there are that many or flush_interval_s has passed."""
         deadline = time.monotonic() + self._flush_interval_s
-        while len(batch) < self._batch_rows:
+        while len(self._rows) < self._batch_rows and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            assert isinstance(item, RequestRow)
-            batch.append(item)
-        return batch, False
-
-    def _drain_remaining(self) -> None:
-        batch: list[RequestRow] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, RequestRow):
-                batch.append(item)
-            if len(batch) >= self._batch_rows:
-                self._flush(batch)
-                batch = []
-        if batch:
-            self._flush(batch)
+            self._stopping.wait(min(remaining, _FILL_POLL_S) if self._rows else remaining)
+        return self._pop(self._batch_rows)
 
     def _flush(self, batch: list[RequestRow]) -> None:
         if time.monotonic() < self._retry_at or not self._store(batch, "written"):
