@@ -159,3 +159,33 @@ async def test_recall_cache_hanging_redis_is_a_quick_miss(hanging_server: int) -
         assert cache.breaker.is_open
     finally:
         await cache.close()
+
+
+async def test_two_gateways_on_one_postgres_and_one_redis(
+    postgres_url: str, redis_url: str, paths: Paths
+) -> None:
+    """Each instance: its own writer and guard; one store, one budget."""
+    instances = []
+    for _ in range(2):
+        guard = BudgetGuard(_config(), paths, redis_url, refresh_interval_s=0.05)
+        writer = SpendWriter(postgres_url, paths)
+        writer.on_commit(lambda rows, g=guard: [g.add(r.project, r.cost_usd) for r in rows])
+        await guard.start()
+        writer.start()
+        instances.append((writer, guard))
+    try:
+        for writer, _ in instances:
+            for _ in range(3):
+                writer.submit(make_row(project="alpha", cost_usd=0.2))
+        for _, guard in instances:
+            wait_until(lambda g=guard: g.check("alpha") is not None, what="shared budget hit")
+            assert round(guard.spent("alpha")[0], 6) == 1.2
+    finally:
+        for writer, guard in instances:
+            writer.close()
+            await guard.close()
+    [total] = open_queries(postgres_url, paths).spend_totals(by="project")
+    assert total["requests"] == 6 and round(total["cost_usd"], 6) == 1.2
+    fresh = BudgetGuard(_config(), paths)
+    fresh.seed_from_store(open_queries(postgres_url, paths))
+    assert fresh.check("alpha") is not None

@@ -227,3 +227,16 @@ def test_store_unreachable_at_start_spills(paths: Paths, closed_port: int) -> No
     writer.close()
     assert writer.stats["spilled"] == 3
     assert count_pending(paths.spill_file) == 3
+
+
+def test_rows_after_close_are_spilled_and_replayed_next_start(paths: Paths) -> None:
+    writer = SpendWriter(None, paths)
+    writer.start()
+    writer.close()
+    late = make_row()
+    writer.submit(late)
+    assert writer.stats["spilled"] == 1
+    again = SpendWriter(None, paths)
+    again.start()
+    again.close()
+    assert _stored_ids(None, paths) == [late.request_id]

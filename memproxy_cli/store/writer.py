@@ -49,6 +49,7 @@ class SpendWriter:
         self._queue_max = queue_max
         self._rows: deque[RequestRow] = deque()
         self._stopping = threading.Event()
+        self._closed = False
         self._spill = SpillFile(paths.spill_file)
         self._hooks: list[CommitHook] = []
         self._counts = dict.fromkeys(("written", "spilled", "dropped", "replayed", "batches"), 0)
@@ -75,7 +76,7 @@ class SpendWriter:
 
     def submit(self, row: RequestRow) -> None:
         try:
-            if len(self._rows) < self._queue_max:
+            if len(self._rows) < self._queue_max and not self._closed:
                 self._rows.append(row)
             else:
                 self._to_spill([row])
@@ -90,6 +91,7 @@ class SpendWriter:
         self._stopping.set()
         thread.join(timeout)
         self._thread = None
+        self._closed = True  # from now on submit() spills; the next start replays
         self._spill_queued()  # only rows the thread could not take in time (stuck store)
 
     def _spill_queued(self) -> None:
@@ -112,16 +114,27 @@ class SpendWriter:
     def _run(self) -> None:
         self._engine = self._open()
         self._replay()
-        while True:
+        while self._step():
+            pass
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _step(self) -> bool:
+        """One turn of the thread; False once stopping and drained."""
+        batch: list[RequestRow] = []
+        try:
             batch = self._take_batch()
             if batch:
                 self._flush(batch)
             elif self._stopping.is_set():
-                break
+                return False
             elif self._spill.has_pending() and time.monotonic() >= self._retry_at:
                 self._replay()
-        if self._engine is not None:
-            self._engine.dispose()
+        except Exception:  # the thread must survive anything; rows in hand go to the spill
+            log.exception("spend writer error")
+            self._to_spill(batch)
+            self._failed()
+        return True
 
     def _open(self) -> Engine | None:
         from memproxy_cli.store.engine import open_engine
@@ -191,6 +204,8 @@ class SpendWriter:
         self._backoff_s = min(self._backoff_s * 2, _MAX_BACKOFF_S)
 
     def _to_spill(self, rows: list[RequestRow]) -> None:
+        if not rows:
+            return
         try:
             self._spill.append(rows)
             self._count("spilled", len(rows))
