@@ -240,3 +240,16 @@ def test_rows_after_close_are_spilled_and_replayed_next_start(paths: Paths) -> N
     again.start()
     again.close()
     assert _stored_ids(None, paths) == [late.request_id]
+
+
+def test_close_without_start_keeps_the_rows(paths: Paths) -> None:
+    writer = SpendWriter(None, paths)
+    rows = [make_row() for _ in range(3)]
+    for row in rows:
+        writer.submit(row)
+    writer.close()
+    assert count_pending(paths.spill_file) == 3
+    again = SpendWriter(None, paths)
+    again.start()
+    again.close()
+    assert sorted(_stored_ids(None, paths)) == sorted(r.request_id for r in rows)

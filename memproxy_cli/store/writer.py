@@ -85,14 +85,13 @@ class SpendWriter:
 
     def close(self, timeout: float = 10.0) -> None:
         """Drain the queue into the store (or the spill file) and stop the thread."""
-        thread = self._thread
-        if thread is None:
-            return
         self._stopping.set()
-        thread.join(timeout)
-        self._thread = None
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            self._thread = None
         self._closed = True  # from now on submit() spills; the next start replays
-        self._spill_queued()  # only rows the thread could not take in time (stuck store)
+        self._spill_queued()  # rows the thread could not take in time, or never started
 
     def _spill_queued(self) -> None:
         rows = self._pop(len(self._rows))
