@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,6 +24,7 @@ from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.store.writer import SpendWriter
 
 TICK_S = 0.001
+RUN_ID = uuid.uuid4().hex[:8]  # rows of an earlier run in the same database are not replays
 
 
 async def measure_lag(stop: asyncio.Event) -> list[float]:
@@ -37,7 +39,7 @@ async def measure_lag(stop: asyncio.Event) -> list[float]:
 
 def row(i: int, now: float) -> RequestRow:
     return RequestRow(
-        request_id=f"bench-{i}",
+        request_id=f"bench-{RUN_ID}-{i}",
         started_at=now,
         ended_at=now + 0.2,
         endpoint="/v1/chat/completions",
