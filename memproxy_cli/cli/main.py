@@ -39,16 +39,20 @@ def _register() -> None:
         completions_cmds,
         daemon_cmds,
         doctor_cmds,
+        logs_cmds,
         memory_cmds,
         ports_cmds,
         project_cmds,
         sessions_cmds,
+        spend_cmds,
     )
 
     modules = (
         daemon_cmds,
         project_cmds,
         ports_cmds,
+        logs_cmds,
+        spend_cmds,
         memory_cmds,
         sessions_cmds,
         doctor_cmds,
