@@ -79,7 +79,10 @@ def logs(
     since: str | None = typer.Option(None, "--since", help="1h, 30m, 2d or a date (UTC)."),
     as_json: bool = typer.Option(False, "--json", help="JSON (JSON lines with --follow)."),
 ) -> None:
-    """Show the request log from the spend store."""
+    """Show the request log from the spend store.
+
+    Example: memproxy logs -n 20 --project my-app --status error
+    """
     queries = open_store()
     filters: dict[str, Any] = {
         "project": project,

@@ -40,7 +40,10 @@ def spend(
     since: str | None = typer.Option(None, "--since", help="1h, 2d or a date; whole UTC days."),
     as_json: bool = typer.Option(False, "--json", help="One JSON list."),
 ) -> None:
-    """Show cost and token totals."""
+    """Show cost and token totals.
+
+    Example: memproxy spend --by model --since 7d
+    """
     if by not in GROUPS:
         output.fail(f"--by must be one of {', '.join(GROUPS)}, not {by!r}", ExitStatus.USAGE)
     rows = open_store().spend_totals(by=by, since=since_ts(since))  # type: ignore[arg-type]

@@ -179,8 +179,9 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
         tally.cache_read_tokens,
         tally.cache_write_tokens,
     )
-    if state.pricing is not None and row.model:
-        row.cost_usd = state.pricing(row)
+    route = ex.route
+    if state.pricing is not None and route is not None and route.kind != "echo":
+        row.cost_usd = state.pricing(row, route.litellm_model)
     if state.budget is not None and row.project and row.cost_usd:
         state.budget.add(row.project, row.cost_usd, row.ended_at)
     if state.recorder is not None:

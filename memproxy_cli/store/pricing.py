@@ -108,11 +108,8 @@ class PriceTable:
             self._thread.start()
 
     def _load(self) -> None:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         try:
-            import litellm
-
-            self._prices = dict(litellm.model_cost)
+            self._prices = _read_bundled_prices() or _import_litellm_prices()
         except Exception:
             log.warning("LiteLLM price table unavailable; costs will be empty", exc_info=True)
             self._prices = {}
@@ -130,7 +127,29 @@ class PriceTable:
         config: Config | None = None,
     ) -> float | None:
         """Cost now; None while the table is still loading (never blocks)."""
-        prices = self._prices
-        if prices is None:
-            return None
-        return cost_usd(model, provider, usage, config, prices)
+        # Config overrides price a model even before the table has loaded.
+        return cost_usd(model, provider, usage, config, self._prices or {})
+
+
+def _read_bundled_prices() -> PriceMap | None:
+    """LiteLLM's price map straight from the JSON it ships: milliseconds, no litellm import."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "model_prices_and_context_window_backup.json"
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _import_litellm_prices() -> PriceMap:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    return dict(litellm.model_cost)
