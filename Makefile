@@ -29,5 +29,11 @@ lock-check: setup
 bench: setup
 	$(VENV)/python benchmarks/run.py
 
+docs: setup
+	$(VENV)/python -m memproxy_cli.docsgen docs
+
+completions: setup
+	$(VENV)/python -m memproxy_cli.docsgen completions
+
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+import yaml
 
 from memproxy_cli.daemon.process import pid_alive
 from tests.fixtures.daemon import (
@@ -116,8 +117,14 @@ def test_attach_restart_restores_listeners(memproxy_home: Path) -> None:
 
 def test_parallel_attach_gets_distinct_ports(memproxy_home: Path) -> None:
     port = free_port()
-    with running_daemon(memproxy_home, port):
-        env = {**os.environ, "MEMPROXY_HOME": str(memproxy_home), "NO_COLOR": "1"}
+    config = write_config(memproxy_home)
+    with running_daemon(memproxy_home, port, config):
+        env = {
+            **os.environ,
+            "MEMPROXY_HOME": str(memproxy_home),
+            "MEMPROXY_CONFIG": str(config),
+            "NO_COLOR": "1",
+        }
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "memproxy_cli", "attach", f"proj-{i}", "--json"],
@@ -141,14 +148,23 @@ def test_parallel_attach_gets_distinct_ports(memproxy_home: Path) -> None:
 
 def test_foreign_port_is_skipped_and_reported(memproxy_home: Path) -> None:
     port = free_port()
+    config = write_config(memproxy_home)
+    first = yaml.safe_load(config.read_text())["listeners"]["port_range_start"]
     blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 8765))  # the first port of the default range
+    blocker.bind(("127.0.0.1", first))  # the first port of the range
     blocker.listen()
     try:
-        with running_daemon(memproxy_home, port):
-            result = memproxy(memproxy_home, "attach", "gamma", "--json", check=True)
-            assert json.loads(result.stdout)["port"] != 8765
-            assert "8765" in result.stderr
+        with running_daemon(memproxy_home, port, config):
+            result = memproxy(
+                memproxy_home,
+                "attach",
+                "gamma",
+                "--json",
+                check=True,
+                env={"MEMPROXY_CONFIG": str(config)},
+            )
+            assert json.loads(result.stdout)["port"] == first + 1
+            assert str(first) in result.stderr
     finally:
         blocker.close()
 

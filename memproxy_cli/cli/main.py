@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from memproxy_cli import __version__
 
 app = typer.Typer(
     name="memproxy",
-    help="Local LLM gateway with per-project memory and an honest spend log.",
+    help="Local LLM gateway with per-project memory and an honest spend log.\n\n"
+    "Example: memproxy up && memproxy attach my-app",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,14 +36,28 @@ def _root(
 
 def _register() -> None:
     from memproxy_cli.cli import (
+        completions_cmds,
         daemon_cmds,
+        doctor_cmds,
+        logs_cmds,
         memory_cmds,
         ports_cmds,
         project_cmds,
         sessions_cmds,
+        spend_cmds,
     )
 
-    modules = (daemon_cmds, project_cmds, ports_cmds, memory_cmds, sessions_cmds)
+    modules = (
+        daemon_cmds,
+        project_cmds,
+        ports_cmds,
+        logs_cmds,
+        spend_cmds,
+        memory_cmds,
+        sessions_cmds,
+        doctor_cmds,
+        completions_cmds,
+    )
     for module in modules:
         module.register(app)
 
@@ -49,4 +66,8 @@ _register()
 
 
 def main() -> None:
-    app()
+    if os.environ.get("_MEMPROXY_COMPLETE"):
+        from memproxy_cli.cli.completions_cmds import enable_runtime_completion
+
+        enable_runtime_completion()
+    app(prog_name="memproxy")

@@ -13,7 +13,10 @@ from memproxy_cli.cli.context import ExitStatus, output
 if TYPE_CHECKING:
     from memproxy_cli.memory.backend import MemoryBackend
 
-memory_app = typer.Typer(help="Inspect and manage memories.", no_args_is_help=True)
+memory_app = typer.Typer(
+    help="Inspect and manage memories.\n\nExample: memproxy memory list --project my-app",
+    no_args_is_help=True,
+)
 PROJECT = typer.Option(..., "--project", "-p", help="Project (memory scope).")
 AS_JSON = typer.Option(False, "--json", help="One JSON document on stdout.")
 OUTPUT = typer.Option(None, "--output", "-o", help="Write here, not stdout.")
@@ -47,7 +50,10 @@ def _show(records: list[dict[str, Any]], as_json: bool, scored: bool = False) ->
 
 @memory_app.command("list")
 def list_memories(project: str = PROJECT, limit: int = 50, as_json: bool = AS_JSON) -> None:
-    """The newest memories of a project."""
+    """The newest memories of a project.
+
+    Example: memproxy memory list --project my-app --limit 20
+    """
     from memproxy_cli.memory.admin import run, to_record
 
     backend = _backend(project)
@@ -57,7 +63,10 @@ def list_memories(project: str = PROJECT, limit: int = 50, as_json: bool = AS_JS
 
 @memory_app.command("search")
 def search(query: str, project: str = PROJECT, k: int = 5, as_json: bool = AS_JSON) -> None:
-    """Recall memories as the gateway would for QUERY."""
+    """Recall memories as the gateway would for QUERY.
+
+    Example: memproxy memory search "database migrations" --project my-app
+    """
     from memproxy_cli.memory.admin import run, to_record
 
     backend = _backend(project)
@@ -67,7 +76,10 @@ def search(query: str, project: str = PROJECT, k: int = 5, as_json: bool = AS_JS
 
 @memory_app.command("forget")
 def forget(memory_id: str, project: str = PROJECT, as_json: bool = AS_JSON) -> None:
-    """Delete one memory by id."""
+    """Delete one memory by id.
+
+    Example: memproxy memory forget 3f9c2a1b7d4e5f60 --project my-app
+    """
     from memproxy_cli.memory.admin import run
 
     backend = _backend(project)
@@ -86,7 +98,10 @@ def export(
     out: Path | None = OUTPUT,
     as_json: bool = AS_JSON,
 ) -> None:
-    """Every memory of a project as JSON lines, oldest first (--json: one JSON list)."""
+    """Every memory of a project as JSON lines, oldest first (--json: one JSON list).
+
+    Example: memproxy memory export --project my-app -o my-app-memories.jsonl
+    """
     from memproxy_cli.memory.admin import run, to_record
 
     backend = _backend(project)

@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
 def ports(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list for scripts."),
 ) -> None:
-    """List project ports and whether each is listening, free, or taken by another process."""
+    """List project ports and whether each is listening, free, or taken by another process.
+
+    Example: memproxy ports --json
+    """
     from memproxy_cli.paths import get_paths
     from memproxy_cli.registry import PortRegistry, RegistryError, port_states, read_pidfile
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from memproxy_cli.cli.completions_cmds import complete_project
 from memproxy_cli.cli.context import ExitStatus, output
 
 
@@ -65,7 +66,9 @@ def _project_or_cwd(project: str | None) -> str:
 
 
 def attach(
-    project: str | None = typer.Argument(None, help="Project name (default: the git repo name)."),
+    project: str | None = typer.Argument(
+        None, help="Project name (default: the git repo name).", autocompletion=complete_project
+    ),
     port: int | None = typer.Option(None, "--port", help="Ask for this port."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -93,7 +96,9 @@ def attach(
     )
 
 
-def detach(project: str = typer.Argument(..., help="Project to detach.")) -> None:
+def detach(
+    project: str = typer.Argument(..., help="Project to detach.", autocompletion=complete_project),
+) -> None:
     """Close PROJECT's listener and free its port.
 
     Example: memproxy detach my-app
@@ -117,7 +122,9 @@ def detach(project: str = typer.Argument(..., help="Project to detach.")) -> Non
 
 
 def run(
-    project: str = typer.Argument(..., help="Project whose listener the command uses."),
+    project: str = typer.Argument(
+        ..., help="Project whose listener the command uses.", autocompletion=complete_project
+    ),
     command: list[str] = typer.Argument(..., help="The command, after --."),
 ) -> None:
     """Run a command with ANTHROPIC_BASE_URL and OPENAI_BASE_URL set to PROJECT's listener.

@@ -13,7 +13,10 @@ from memproxy_cli.cli.context import output
 def sessions(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list for scripts."),
 ) -> None:
-    """Show each upstream: cookies held (names and expiry), requests, last status and verdict."""
+    """Show each upstream: cookies held (names and expiry), requests, last status and verdict.
+
+    Example: memproxy sessions --json
+    """
     from memproxy_cli.paths import get_paths
     from memproxy_cli.upstream.session_state import sessions_view
 

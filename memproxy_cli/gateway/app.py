@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from memproxy_cli.gateway.guard import api_of, guard
 from memproxy_cli.gateway.routes import add_routes
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.paths import Paths, get_paths
+from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.sessions import SessionManager, default_user_agent
 
 
@@ -20,6 +22,7 @@ def build_app(
     paths: Paths | None = None,
     *,
     litellm: bool = True,
+    store: bool = True,
 ) -> web.Application:
     paths = (paths or get_paths()).ensure()
     app = web.Application(
@@ -33,6 +36,8 @@ def build_app(
     app[STATE] = GatewayState.create(config, paths)
     add_routes(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
+    if store:
+        app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
     app.cleanup_ctx.append(_memory_ctx)
     if litellm:
@@ -91,3 +96,59 @@ async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await service.drain(state.config.server.drain_timeout_s)
     await service.close()
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The spend writer, prices and budgets: accounting that never runs on the event loop."""
+    import asyncio
+
+    from memproxy_cli.store.pricing import PriceTable
+    from memproxy_cli.store.writer import SpendWriter
+
+    state = app[STATE]
+    config = state.config
+    await asyncio.to_thread(_migrate, config.database_url, state.paths)
+    writer = SpendWriter(config.database_url, state.paths)
+    writer.start()
+    state.recorder = writer
+    prices = PriceTable()
+    prices.load_in_background()
+    state.pricing = lambda row, model: prices.cost(model, row.provider, _usage(row), state.config)
+    guard = None
+    if config.budgets:
+        guard = await asyncio.to_thread(_budget_guard, state)
+        await guard.start()
+        state.budget = guard
+    yield
+    if guard is not None:
+        await guard.close()
+    await asyncio.to_thread(writer.close, config.server.drain_timeout_s)
+
+
+def _migrate(database_url: str | None, paths: Paths) -> None:
+    from memproxy_cli.store.engine import open_engine
+    from memproxy_cli.store.migrations import migrate
+
+    engine = open_engine(database_url, paths)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def _budget_guard(state: GatewayState) -> Any:
+    from memproxy_cli.budget.guard import BudgetGuard
+    from memproxy_cli.store.queries import open_queries
+
+    guard = BudgetGuard(state.config, state.paths, state.config.redis_url)
+    guard.seed_from_store(open_queries(state.config.database_url, state.paths))
+    return guard
+
+
+def _usage(row: RequestRow) -> dict[str, int | None]:
+    return {
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cache_read_tokens": row.cache_read_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
+    }

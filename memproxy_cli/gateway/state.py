@@ -41,7 +41,7 @@ class GatewayState:
     recorder: Recorder | None = None
     memory: Any = None  # memory.service.MemoryService when memory is on
     budget: Any = None  # budget.BudgetGuard when budgets are configured
-    pricing: Callable[[RequestRow], float | None] | None = None
+    pricing: Callable[[RequestRow, str], float | None] | None = None
     sessions: SessionManager | None = None
     litellm: LiteLLMAdapter | None = None
     port_projects: dict[int, str] = field(default_factory=dict)  # project listener ports

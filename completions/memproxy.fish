@@ -1,0 +1,1 @@
+complete --command memproxy --no-files --arguments "(env _MEMPROXY_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) memproxy)" --condition "env _MEMPROXY_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) memproxy"

@@ -1,0 +1,1 @@
+"""Per-project USD budgets (in-memory counters, optionally shared via Redis); Redis caches."""

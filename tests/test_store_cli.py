@@ -1,0 +1,172 @@
+"""`memproxy logs` and `memproxy spend` against a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from memproxy_cli.cli import logs_cmds, spend_cmds
+from memproxy_cli.cli.context import output
+from memproxy_cli.paths import Paths
+from memproxy_cli.store.rows import RequestRow
+from memproxy_cli.store.writer import SpendWriter
+from tests.fixtures.spend import make_row
+
+_APP_SCRIPT = """
+import sys, typer
+from memproxy_cli.cli import logs_cmds, spend_cmds
+app = typer.Typer()
+logs_cmds.register(app)
+spend_cmds.register(app)
+try:
+    app(sys.argv[1:], standalone_mode=False)
+finally:
+    heavy = sorted(m for m in ("sqlalchemy", "sqlmodel", "litellm", "aiohttp") if m in sys.modules)
+    print("HEAVY", ",".join(heavy), file=sys.stderr, flush=True)
+"""
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Rich tables as wide as a roomy terminal; consoles made for this test only."""
+    monkeypatch.setenv("COLUMNS", "200")
+    for name in ("out", "err"):
+        monkeypatch.delitem(output.__dict__, name, raising=False)
+    yield
+    for name in ("out", "err"):
+        output.__dict__.pop(name, None)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    logs_cmds.register(app)
+    spend_cmds.register(app)
+    return app
+
+
+def _write(store_url: str | None, paths: Paths, rows: list[RequestRow]) -> None:
+    writer = SpendWriter(store_url, paths)
+    writer.start()
+    for row in rows:
+        writer.submit(row)
+    writer.close()
+
+
+def _use_store(store_url: str | None, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if store_url:
+        config = home / "config.yaml"
+        config.write_text(f"database_url: {store_url}\n")
+        monkeypatch.setenv("MEMPROXY_CONFIG", str(config))
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(_app(), list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def sample(
+    store_url: str | None, paths: Paths, memproxy_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[RequestRow]:
+    now = time.time()
+    rows = [
+        make_row(project="alpha", model="gpt-4o", started_at=now - 7200, cost_usd=0.5),
+        make_row(project="alpha", model="claude-sonnet-4-5", status="error", http_status=529),
+        make_row(project="beta", model="gpt-4o", cost_usd=0.25, cache_read_tokens=3),
+    ]
+    _write(store_url, paths, rows)
+    _use_store(store_url, memproxy_home, monkeypatch)
+    return rows
+
+
+def test_logs_json_and_filters(sample: list[RequestRow]) -> None:
+    code, out, _ = _run("logs", "--json")
+    assert code == 0
+    assert [r["request_id"] for r in json.loads(out)] == [r.request_id for r in sample]
+    assert json.loads(_run("logs", "--json", "-n", "1")[1])[0]["request_id"] == sample[2].request_id
+    alpha = json.loads(_run("logs", "--json", "--project", "alpha")[1])
+    assert [r["project"] for r in alpha] == ["alpha", "alpha"]
+    errors = json.loads(_run("logs", "--json", "--status", "error")[1])
+    assert [(r["status"], r["http_status"]) for r in errors] == [("error", 529)]
+    recent = json.loads(_run("logs", "--json", "--since", "1h", "--model", "gpt-4o")[1])
+    assert [r["project"] for r in recent] == ["beta"]
+
+
+def test_logs_table_for_people(sample: list[RequestRow]) -> None:
+    code, out, _ = _run("logs")
+    assert code == 0
+    assert "claude-sonnet-4-5" in out and "error" in out and sample[0].request_id in out
+
+
+def test_bad_since_is_a_usage_error(sample: list[RequestRow]) -> None:
+    code, _, err = _run("logs", "--since", "yesterday-ish")
+    assert code == 2 and "--since" in err
+
+
+def test_spend_by_project_model_day(sample: list[RequestRow]) -> None:
+    code, out, _ = _run("spend", "--json")
+    assert code == 0
+    by_project = {r["project"]: r for r in json.loads(out)}
+    assert by_project["alpha"]["requests"] == 2 and by_project["alpha"]["failures"] == 1
+    assert by_project["beta"]["cost_usd"] == 0.25
+    assert by_project["beta"]["cache_read_tokens"] == 3
+    by_model = {
+        r["model"]: r["requests"] for r in json.loads(_run("spend", "--by", "model", "--json")[1])
+    }
+    assert by_model == {"gpt-4o": 2, "claude-sonnet-4-5": 1}
+    days = json.loads(_run("spend", "--by", "day", "--json")[1])
+    assert sum(d["requests"] for d in days) == 3
+    code, out, _ = _run("spend", "--by", "model")
+    assert code == 0 and "gpt-4o" in out and "total" in out
+    assert _run("spend", "--by", "user")[0] == 2
+
+
+def test_empty_store_says_so(paths: Paths) -> None:
+    assert json.loads(_run("logs", "--json")[1]) == []
+    code, _, err = _run("spend")
+    assert code == 0 and "no spend recorded yet" in err
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _APP_SCRIPT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def test_sqlite_cli_imports_nothing_heavy(paths: Paths) -> None:
+    _write(None, paths, [make_row()])
+    for args in (("logs", "-n", "5"), ("spend", "--json")):
+        proc = _cli(*args)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "HEAVY \n" in err, err
+
+
+def test_follow_prints_new_rows_as_json_lines_until_ctrl_c(paths: Paths) -> None:
+    _write(None, paths, [make_row(request_id="before")])
+    proc = _cli("logs", "--follow", "--json", "--project", "alpha")
+    assert proc.stdout is not None
+    try:
+        assert json.loads(proc.stdout.readline())["request_id"] == "before"
+        _write(None, paths, [make_row(request_id="other", project="beta")])
+        _write(None, paths, [make_row(request_id="after")])
+        assert json.loads(proc.stdout.readline())["request_id"] == "after"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert rest == ""
