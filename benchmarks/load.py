@@ -119,18 +119,25 @@ async def one_call(
     return elapsed * 1000.0, float(reported) if reported is not None else None
 
 
-async def sequential(target: Target, stream: bool, n: int, warmup: int) -> Latency:
+async def sequential_pair(
+    direct: Target, gateway: Target, stream: bool, n: int, warmup: int, block: int = 50
+) -> tuple[Latency, Latency]:
+    """Sequential calls to both targets in alternating blocks, so drifting load hits both alike."""
     pool = bodies(stream)
-    samples: list[float] = []
-    overhead: list[float] = []
-    async with new_session(1) as session:
-        for i in range(warmup + n):
-            ms, reported = await one_call(session, target, pool[i % len(pool)], stream)
-            if i >= warmup:
-                samples.append(ms)
-                if reported is not None:
-                    overhead.append(reported)
-    return Latency(samples, overhead)
+    results = (Latency([], []), Latency([], []))
+    async with new_session(1) as d_session, new_session(1) as g_session:
+        pairs = ((d_session, direct, results[0]), (g_session, gateway, results[1]))
+        for session, target, _ in pairs:
+            for i in range(warmup):
+                await one_call(session, target, pool[i % len(pool)], stream)
+        for start in range(0, n, block):
+            for session, target, latency in pairs:
+                for i in range(start, min(n, start + block)):
+                    ms, reported = await one_call(session, target, pool[i % len(pool)], stream)
+                    latency.samples_ms.append(ms)
+                    if reported is not None:
+                        latency.overhead_ms.append(reported)
+    return results
 
 
 async def throughput(target: Target, stream: bool, concurrency: int, seconds: float) -> float:

@@ -57,8 +57,7 @@ def chat_url(base: str) -> str:
 async def latency_pair(direct: Target, gateway: Target, plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, stream in (("non_stream", False), ("stream_ttft", True)):
-        d = await load.sequential(direct, stream, plan.latency_n, plan.warmup)
-        g = await load.sequential(gateway, stream, plan.latency_n, plan.warmup)
+        d, g = await load.sequential_pair(direct, gateway, stream, plan.latency_n, plan.warmup)
         out[label] = {
             "direct": d.summary(),
             "gateway": g.summary(),
