@@ -17,6 +17,7 @@ from memproxy_cli.daemon.control import Controller, build_control_app
 from memproxy_cli.daemon.logs import setup_logging
 from memproxy_cli.gateway.app import build_app
 from memproxy_cli.gateway.listeners import ListenerManager
+from memproxy_cli.gateway.protocol import GatewayAppRunner
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.paths import Paths, get_paths
 
@@ -38,8 +39,9 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
 
 async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     app = build_app(config, paths)
-    runner = web.AppRunner(
+    runner = GatewayAppRunner(
         app,
+        header_timeout_s=config.server.header_timeout_s,
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=config.server.drain_timeout_s,
