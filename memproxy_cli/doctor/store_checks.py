@@ -70,7 +70,7 @@ def _expected_migrations() -> list[str] | None:
 
 def migrations(conn: sqlite3.Connection, db: Path) -> CheckResult:
     try:
-        rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}").fetchall()  # noqa: S608
+        rows = conn.execute("SELECT name FROM _memproxy_migrations").fetchall()
     except sqlite3.Error:
         return fail(
             "store migrations",
