@@ -30,7 +30,8 @@ def content_texts(content: Any) -> list[str]:
         block["text"]
         for block in content
         if isinstance(block, dict)
-        and block.get("type") in _TEXT_TYPES
+        and isinstance(block.get("type"), str)  # a hostile list/dict type is not hashable
+        and block["type"] in _TEXT_TYPES
         and isinstance(block.get("text"), str)
     ]
 
