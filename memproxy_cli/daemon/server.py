@@ -14,7 +14,7 @@ from aiohttp import web
 from memproxy_cli import __version__
 from memproxy_cli.config import Config, ConfigError, load_config
 from memproxy_cli.daemon.control import Controller, build_control_app
-from memproxy_cli.daemon.logs import setup_logging
+from memproxy_cli.daemon.logs import config_secrets, register_secrets, setup_logging
 from memproxy_cli.gateway.app import build_app
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
@@ -27,6 +27,7 @@ log = logging.getLogger("memproxy.daemon")
 def run_foreground(config: Config, config_file: str | None, to_stderr: bool = False) -> int:
     paths = get_paths().ensure()
     setup_logging(paths.daemon_log, config.logging.level, to_stderr=to_stderr)
+    register_secrets(config_secrets(config.model_dump()))
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         import uvloop
@@ -69,6 +70,7 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
             log.warning("reload refused, keeping the running config", extra={"reason": str(exc)})
             return str(exc)
         new.server.host, new.server.port = state.config.server.host, state.config.server.port
+        register_secrets(config_secrets(new.model_dump()))
         state.apply_config(new)
         log.info("config reloaded", extra={"config": new.source})
         return None

@@ -13,7 +13,7 @@ from memproxy_cli.gateway.errors import GatewayError, error_response
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.synth import estimate_tokens
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
-from memproxy_cli.upstream.headers import upstream_headers, upstream_key
+from memproxy_cli.upstream.headers import scrub, upstream_headers, upstream_key
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -77,6 +77,8 @@ async def _count_upstream(request: web.Request, route: object, raw: bytes) -> we
     try:
         async with session.post(url, data=raw, headers=headers) as resp:
             data = await resp.read()
+            if resp.status >= 400:  # providers quote a rejected key back
+                data = scrub(data, (key, route.api_key))
             return web.Response(status=resp.status, body=data, content_type="application/json")
     except Exception as exc:
         return error_response("anthropic", 502, f"upstream failed: {type(exc).__name__}")
