@@ -217,3 +217,37 @@ async def test_slow_or_failing_backend_costs_at_most_the_budget(
     assert ("exploded" in error) if fail else ("timeout" in error)
     # Generous bound (loaded CI): far below the backend's 30 s stall.
     assert elapsed < 10
+
+
+async def test_claude_code_turn_with_trailing_system_message(gw: RunningGateway) -> None:
+    """Claude Code 2.x sends context as a `system` message after the user's turn."""
+    await _tell(gw, "alpha", FACT)
+    user_turn = {
+        "role": "user",
+        "content": [
+            {
+                "type": "text",
+                "text": "<system-reminder>\nToday's date is 2026-11-23.\n</system-reminder>",
+            },
+            {
+                "type": "text",
+                "text": "Which database does the orders service use?",
+                "cache_control": {"type": "ephemeral"},
+            },
+        ],
+    }
+    context = {"role": "system", "content": "Available agent types for the Agent tool: ..."}
+    async with ant(gw, "alpha") as client:
+        raw = await client.messages.with_raw_response.create(
+            model="memproxy/echo",
+            max_tokens=50,
+            messages=[user_turn, context],  # type: ignore[list-item]
+        )
+        message = await raw.parse()
+    assert raw.headers["x-memproxy-memories"] == "1"
+    block = message.content[0]
+    assert block.type == "text"
+    sent_user, sent_context = json.loads(block.text)["messages"]
+    assert sent_context == context
+    assert sent_user["content"][:2] == user_turn["content"]
+    assert "orders_db" in json.dumps(sent_user["content"][2:])
