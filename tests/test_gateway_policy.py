@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -16,13 +15,6 @@ from tests.fixtures.fake_upstreams import FakeProvider
 from tests.fixtures.gateway import config_for, running_gateway
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider().start()
-    yield provider
-    await provider.close()
 
 
 async def test_allowed_models_per_project(fake: FakeProvider) -> None:
