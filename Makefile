@@ -15,6 +15,7 @@ down:
 
 test: setup
 	@scripts/ensure-services
+	@scripts/ensure-claude-code
 	$(VENV)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -97,6 +98,9 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     if state.litellm is not None:
         state.litellm.start()
+    # Start-up objects live for the whole run: keep full GC passes from walking them (pauses).
+    gc.collect()
+    gc.freeze()
     log.info("serving", extra={"url": url, "pid": os.getpid(), "version": __version__})
     await stop.wait()
     log.info("stopping: draining in-flight requests", extra={"inflight": state.inflight})

@@ -17,6 +17,7 @@ from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream import passthrough
+from memproxy_cli.upstream.routing import Route
 
 log = logging.getLogger("memproxy.request")
 
@@ -66,6 +67,8 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     ex.row.stream = ex.stream
     _identify(ex, state)
     _authorize(ex, state, model)
+    if config.gateway_url:
+        return await _serve_edge(ex, state, config.gateway_url)
     route = state.router.resolve(model, ex.api)
     if route is None:
         raise GatewayError(
@@ -90,6 +93,15 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     if state.litellm is None:
         raise GatewayError(503, "translation through LiteLLM is not available in this process")
     return await state.litellm.serve(ex, state)
+
+
+async def _serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web.StreamResponse:
+    """Edge mode: the shared gateway routes, remembers and accounts; we add who is calling."""
+    ex.route = Route(kind="edge", model=ex.row.model or "", provider="edge", base_url=gateway_url)
+    ex.row.provider = "edge"
+    ex.traceparent, ex.row.trace_id = traceparent_for(ex.request.headers.get("traceparent"))
+    ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
+    return await passthrough.forward_edge(ex, state, gateway_url)
 
 
 def _identify(ex: Exchange, state: GatewayState) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from memproxy_cli.gateway.identity import Identity
 from memproxy_cli.upstream.routing import Route
 
 # Request headers a client may send on to the provider.
@@ -23,7 +24,15 @@ _FORWARD = (
     "tracestate",
 )
 # Response headers relayed back to the client (by name or prefix).
-_RELAY = ("content-type", "retry-after", "request-id", "x-request-id", "openai-processing-ms")
+_RELAY = (
+    "content-type",
+    "retry-after",
+    "request-id",
+    "x-request-id",
+    "openai-processing-ms",
+    "x-memproxy-memories",  # from a shared gateway in edge mode
+    "x-memproxy-memory-error",
+)
 _RELAY_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-", "openai-")
 
 _ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -76,6 +85,22 @@ def upstream_headers(
             out.setdefault("anthropic-version", "2023-06-01")
         else:
             out["authorization"] = f"Bearer {key}"
+    return out
+
+
+def edge_headers(
+    incoming: CIMultiDictProxy[str], identity: Identity, traceparent: str
+) -> CIMultiDict[str]:
+    """Headers toward a shared team gateway: the caller's own, plus who is calling."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name in (*_FORWARD, "authorization", "x-api-key", "x-pycharm-instance"):
+        for value in incoming.getall(name, ()):
+            out.add(name, value)
+    out.setdefault("content-type", "application/json")
+    out["traceparent"] = traceparent
+    if identity.project:
+        out["x-memproxy-project"] = identity.project
+    out["x-memory-user-id"] = identity.user_id
     return out
 
 

@@ -17,12 +17,35 @@ from memproxy_cli.gateway.sse import SSEBuffer
 from memproxy_cli.gateway.state import GatewayState
 from memproxy_cli.upstream import cloudflare
 from memproxy_cli.upstream.cloudflare import Verdict, parse_retry_after
-from memproxy_cli.upstream.headers import relay_headers, scrub, upstream_headers, upstream_key
+from memproxy_cli.upstream.headers import (
+    edge_headers,
+    relay_headers,
+    scrub,
+    upstream_headers,
+    upstream_key,
+)
 from memproxy_cli.upstream.limits import backoff_delay
 from memproxy_cli.upstream.sessions import SessionManager, origin_of
 
 _RETRY_STATUSES = frozenset({429, 503})
 _MAX_RETRY_AFTER_S = 5.0
+
+
+async def forward_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web.StreamResponse:
+    """Edge mode: hand the request, unchanged, to the shared team gateway with our identity."""
+    assert state.sessions is not None and ex.identity is not None
+    url = gateway_url.rstrip("/") + ex.request.path_qs
+    headers = edge_headers(ex.request.headers, ex.identity, ex.traceparent)
+    origin = origin_of(url)
+    if not state.limiter.try_acquire(origin):
+        raise GatewayError(503, f"too many requests in flight to {origin}", "upstream_busy")
+    try:
+        resp = await _send(ex, state, url, headers, None)
+        if resp.status == 200 and resp.content_type == "text/event-stream":
+            return await _relay_stream(ex, state, resp)
+        return await _relay_whole(ex, state.sessions, url, resp, None)
+    finally:
+        state.limiter.release(origin)
 
 
 async def forward(ex: Exchange, state: GatewayState, path: str) -> web.StreamResponse:
