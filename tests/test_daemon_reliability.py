@@ -187,6 +187,7 @@ def test_kill_9_under_load_keeps_the_store_sound(memproxy_home: Path) -> None:
         rate = len(succeeded) / duration
         allowed = math.ceil(rate * 4 * FLUSH_INTERVAL_S) + len(clients)
         lost = succeeded - stored
+        print(f"kill -9: {len(succeeded)} answered, {len(lost)} rows lost (allowed {allowed})")
         assert len(lost) <= allowed, f"lost {len(lost)} of {len(succeeded)} (allowed {allowed})"
         # `up` after a crash: stale pid and socket files do not stop it; listeners come back.
         memproxy(memproxy_home, "up", f"--port={port}", env=env, check=True)
