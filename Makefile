@@ -2,7 +2,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up down test lint typecheck lock-check bench completions docs clean
+.PHONY: setup up down test lint typecheck lock-check bench completions docs clean soak
 
 setup:
 	@scripts/bootstrap
@@ -15,6 +15,7 @@ down:
 
 test: setup
 	@scripts/ensure-services
+	@scripts/ensure-claude-code
 	$(VENV)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: setup
@@ -28,6 +29,10 @@ lock-check: setup
 
 bench: setup
 	$(VENV)/python benchmarks/run.py
+
+# 30 minutes of mixed load on the real daemon: RSS, lost rows, leaked sockets.
+soak: setup
+	$(VENV)/python benchmarks/soak.py --minutes 30
 
 docs: setup
 	$(VENV)/python -m memproxy_cli.docsgen docs

@@ -10,7 +10,11 @@ import pytest
 
 # Fixture modules live in tests/fixtures/; each test module imports what it needs from there.
 pytest_plugins: list[str] = []
-pytest_plugins += ["tests.fixtures.servers", "tests.fixtures.spend"]
+pytest_plugins += [
+    "tests.fixtures.servers",
+    "tests.fixtures.spend",
+    "tests.fixtures.fake_upstreams",
+]
 
 _LEAKY_ENV = (
     "OPENAI_API_KEY",

@@ -16,13 +16,6 @@ CACHED_SYSTEM = [
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider().start()
-    yield provider
-    await provider.close()
-
-
-@pytest.fixture
 async def gw(fake: FakeProvider) -> AsyncIterator[RunningGateway]:
     async with running_gateway(config_for(fake.base), litellm=False) as gateway:
         yield gateway

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anthropic
 import openai
-import pytest
 
 from tests.fixtures.fake_upstreams import FakeProvider
 from tests.fixtures.gateway import config_for, running_gateway
 
 MESSAGES: list = [{"role": "user", "content": "The staging database is called blue_orders."}]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider().start()
-    yield provider
-    await provider.close()
 
 
 async def test_edge_forwards_with_identity_and_streams(fake: FakeProvider) -> None:

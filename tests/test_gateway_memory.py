@@ -217,3 +217,69 @@ async def test_slow_or_failing_backend_costs_at_most_the_budget(
     assert ("exploded" in error) if fail else ("timeout" in error)
     # Generous bound (loaded CI): far below the backend's 30 s stall.
     assert elapsed < 10
+
+
+async def test_claude_code_turn_with_trailing_system_message(gw: RunningGateway) -> None:
+    """Claude Code 2.x sends context as a `system` message after the user's turn."""
+    await _tell(gw, "alpha", FACT)
+    user_turn = {
+        "role": "user",
+        "content": [
+            {
+                "type": "text",
+                "text": "<system-reminder>\nToday's date is 2026-11-23.\n</system-reminder>",
+            },
+            {
+                "type": "text",
+                "text": "Which database does the orders service use?",
+                "cache_control": {"type": "ephemeral"},
+            },
+        ],
+    }
+    context = {"role": "system", "content": "Available agent types for the Agent tool: ..."}
+    async with ant(gw, "alpha") as client:
+        raw = await client.messages.with_raw_response.create(
+            model="memproxy/echo",
+            max_tokens=50,
+            messages=[user_turn, context],  # type: ignore[list-item]
+        )
+        message = await raw.parse()
+    assert raw.headers["x-memproxy-memories"] == "1"
+    block = message.content[0]
+    assert block.type == "text"
+    sent_user, sent_context = json.loads(block.text)["messages"]
+    assert sent_context == context
+    assert sent_user["content"][:2] == user_turn["content"]
+    assert "orders_db" in json.dumps(sent_user["content"][2:])
+
+
+class _CountingBackend(_SlowBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.searches = 0
+
+    async def search(self, scope: str, query: str, k: int) -> list[Memory]:
+        self.searches += 1
+        return [
+            Memory(id="m1", scope=scope, text="User: db? | Assistant: orders_db", created_at=1.0)
+        ]
+
+
+async def test_recall_results_shared_through_redis(redis_url: str, fake: FakeProvider) -> None:
+    from memproxy_cli.budget.recall_cache import RecallCache
+
+    config = config_for(fake.base, memory={"backend": "local"}, redis_url=redis_url)
+    backend = _CountingBackend()
+    async with running_gateway(config, litellm=False) as gw:
+        gw.state.memory = MemoryService(
+            config, gw.state.paths, backend=backend, cache=RecallCache(redis_url)
+        )
+        for _ in range(2):
+            headers, view = await _echo_openai(
+                gw, "alpha", [{"role": "user", "content": "which db do we use?"}]
+            )
+            assert headers["x-memproxy-memories"] == "1"
+            assert "orders_db" in json.dumps(view["messages"][-1])
+            await gw.state.memory.drain(5)  # the cache fill runs in the background
+        await gw.state.memory.close()
+    assert backend.searches == 1, "the second identical recall must come from Redis"

@@ -12,13 +12,6 @@ from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider().start()
-    yield provider
-    await provider.close()
-
-
-@pytest.fixture
 async def gw(fake: FakeProvider) -> AsyncIterator[RunningGateway]:
     async with running_gateway(config_for(fake.base), litellm=False) as gateway:
         yield gateway

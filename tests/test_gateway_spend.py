@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -20,13 +19,6 @@ from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 
 PRICING = {"gpt-4o-mini": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider().start()
-    yield provider
-    await provider.close()
 
 
 async def rows_when(count: int, timeout: float = 30.0) -> list[dict[str, Any]]:

@@ -13,13 +13,6 @@ from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider().start()
-    yield provider
-    await provider.close()
-
-
-@pytest.fixture
 async def gw(fake: FakeProvider) -> AsyncIterator[RunningGateway]:
     config = config_for(
         "http://127.0.0.1:9",

@@ -88,6 +88,10 @@ class BudgetGuard:
         self._thread: threading.Thread | None = None
         self._client: redis.Redis | None = None
 
+    def reconfigure(self, config: Config) -> None:
+        """Apply reloaded budgets; counters carry on."""
+        self._budgets = dict(config.budgets)
+
     # --- hot path ---
 
     def check(self, project: str | None, now: float | None = None) -> BudgetVerdict | None:

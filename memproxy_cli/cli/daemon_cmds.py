@@ -34,7 +34,7 @@ def up(
     except ConfigError as exc:
         output.fail(str(exc), ExitStatus.CONFIG)
     except ValueError as exc:
-        output.fail(str(exc).splitlines()[-1], ExitStatus.CONFIG)
+        output.fail(_override_problem(exc), ExitStatus.CONFIG)
     running = process.read_info(paths)
     if running is not None:
         output.say(f"memproxy is already running at {running.url} (pid {running.pid})")
@@ -54,6 +54,15 @@ def up(
             output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
     output.say(f"memproxy {info.version} is up (pid {info.pid}); logs: {paths.daemon_log}")
     typer.echo(info.url)
+
+
+def _override_problem(exc: ValueError) -> str:
+    """The pydantic messages of a failed --host/--port override, without its URL footer."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    messages = [str(e["msg"]).removeprefix("Value error, ") for e in errors()]
+    return "invalid server settings: " + "; ".join(messages)
 
 
 def down() -> None:

@@ -8,30 +8,25 @@ import typer
 
 from memproxy_cli.cli.context import ExitStatus, output
 from memproxy_cli.cli.logs_cmds import open_store, since_ts
+from memproxy_cli.store.queries import COUNT_COLUMNS
 
 GROUPS = ("project", "model", "day")
-_COUNTS = (
-    "requests",
-    "failures",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
 
 
 def render_totals(by: str, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", show_footer=len(rows) > 1)
-    total = {k: sum(r[k] for r in rows) for k in (*_COUNTS, "cost_usd")}
+    total = {k: sum(r[k] for r in rows) for k in (*COUNT_COLUMNS, "cost_usd")}
     table.add_column(by, footer="total")
-    for name in _COUNTS:
+    for name in COUNT_COLUMNS:
         label = name.removesuffix("_tokens").replace("_", " ")
         table.add_column(label, justify="right", footer=str(total[name]))
     table.add_column("cost $", justify="right", footer=f"{total['cost_usd']:.4f}")
     for r in rows:
-        table.add_row(r["key"] or "(none)", *(str(r[k]) for k in _COUNTS), f"{r['cost_usd']:.4f}")
+        table.add_row(
+            r["key"] or "(none)", *(str(r[k]) for k in COUNT_COLUMNS), f"{r['cost_usd']:.4f}"
+        )
     output.out.print(table)
 
 

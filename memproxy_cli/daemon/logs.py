@@ -7,7 +7,11 @@ import logging
 import logging.handlers
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from memproxy_cli.memory.redact import redact
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 # Credentials that must never reach a log line, whatever logged them.
@@ -18,8 +22,39 @@ _SECRET = re.compile(
 )
 
 
+# Exact values of the configured secrets (provider keys, master key), whatever their format.
+_KNOWN: set[str] = set()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Redact these exact values from every log line from now on."""
+    _KNOWN.update(v for v in values if v and len(v) >= 8)
+
+
+def config_secrets(raw: Any) -> list[str]:
+    """Resolved values of every `*key*`/`*token*`/`*secret*` field of a dumped config."""
+    from memproxy_cli.config import resolve_secret
+
+    found: list[str] = []
+    if isinstance(raw, dict):
+        for name, value in raw.items():
+            lowered = str(name).lower()
+            secretish = any(w in lowered for w in ("key", "token", "secret", "password"))
+            if secretish and isinstance(value, str):
+                found.append(resolve_secret(value) or "")
+            else:
+                found += config_secrets(value)
+    elif isinstance(raw, list):
+        for item in raw:
+            found += config_secrets(item)
+    return [v for v in found if v]
+
+
 def redact_text(text: str) -> str:
-    return _SECRET.sub("[REDACTED]", text)
+    for secret in _KNOWN:
+        if secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    return redact(_SECRET.sub("[REDACTED]", text))
 
 
 class RedactingFilter(logging.Filter):
@@ -47,8 +82,9 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+            entry["exc"] = self.formatException(record.exc_info)
+        # The whole line, so secrets inside non-string extras (dicts, lists) are caught too.
+        return redact_text(json.dumps(entry, default=str))
 
 
 def setup_logging(log_file: Path, level: str = "INFO", to_stderr: bool = False) -> None:

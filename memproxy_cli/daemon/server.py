@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -14,9 +15,10 @@ from aiohttp import web
 from memproxy_cli import __version__
 from memproxy_cli.config import Config, ConfigError, load_config
 from memproxy_cli.daemon.control import Controller, build_control_app
-from memproxy_cli.daemon.logs import setup_logging
+from memproxy_cli.daemon.logs import config_secrets, register_secrets, setup_logging
 from memproxy_cli.gateway.app import build_app
 from memproxy_cli.gateway.listeners import ListenerManager
+from memproxy_cli.gateway.protocol import GatewayAppRunner
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.paths import Paths, get_paths
 
@@ -26,6 +28,7 @@ log = logging.getLogger("memproxy.daemon")
 def run_foreground(config: Config, config_file: str | None, to_stderr: bool = False) -> int:
     paths = get_paths().ensure()
     setup_logging(paths.daemon_log, config.logging.level, to_stderr=to_stderr)
+    register_secrets(config_secrets(config.model_dump()))
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         import uvloop
@@ -38,8 +41,9 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
 
 async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     app = build_app(config, paths)
-    runner = web.AppRunner(
+    runner = GatewayAppRunner(
         app,
+        header_timeout_s=config.server.header_timeout_s,
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=config.server.drain_timeout_s,
@@ -67,6 +71,7 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
             log.warning("reload refused, keeping the running config", extra={"reason": str(exc)})
             return str(exc)
         new.server.host, new.server.port = state.config.server.host, state.config.server.port
+        register_secrets(config_secrets(new.model_dump()))
         state.apply_config(new)
         log.info("config reloaded", extra={"config": new.source})
         return None
@@ -93,6 +98,9 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     if state.litellm is not None:
         state.litellm.start()
+    # Start-up objects live for the whole run: keep full GC passes from walking them (pauses).
+    gc.collect()
+    gc.freeze()
     log.info("serving", extra={"url": url, "pid": os.getpid(), "version": __version__})
     await stop.wait()
     log.info("stopping: draining in-flight requests", extra={"inflight": state.inflight})

@@ -70,7 +70,7 @@ def _expected_migrations() -> list[str] | None:
 
 def migrations(conn: sqlite3.Connection, db: Path) -> CheckResult:
     try:
-        rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}").fetchall()  # noqa: S608
+        rows = conn.execute("SELECT name FROM _memproxy_migrations").fetchall()
     except sqlite3.Error:
         return fail(
             "store migrations",
@@ -93,17 +93,12 @@ def migrations(conn: sqlite3.Connection, db: Path) -> CheckResult:
 
 def spill_pending(spill: Path) -> CheckResult:
     """Rows the writer could not store yet, in the spill file and an unfinished replay."""
-    total = 0
-    for path in (spill, spill.with_name(spill.name + ".replay")):
-        try:
-            with path.open("rb") as fh:
-                total += sum(1 for _ in fh)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            return fail(
-                "store spill", f"{path}: {exc.strerror}", f"check the permissions of {path}"
-            )
+    from memproxy_cli.store.spill import count_pending
+
+    try:
+        total = count_pending(spill)
+    except OSError as exc:
+        return fail("store spill", f"{spill}: {exc.strerror}", f"check the permissions of {spill}")
     if total == 0:
         return ok("store spill", "no rows waiting")
     return warn(

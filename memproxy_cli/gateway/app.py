@@ -91,7 +91,12 @@ async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
         or any(p.memory.backend == "supermemory" for p in state.config.projects.values())
     ):
         http_client = state.sessions.httpx_client_for(memory.supermemory.base_url)
-    service = MemoryService(state.config, state.paths, http_client=http_client)
+    cache = None
+    if state.config.redis_url:
+        from memproxy_cli.budget.recall_cache import RecallCache
+
+        cache = RecallCache(state.config.redis_url)
+    service = MemoryService(state.config, state.paths, http_client=http_client, cache=cache)
     state.memory = service
     yield
     await service.drain(state.config.server.drain_timeout_s)
@@ -114,14 +119,12 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     prices = PriceTable()
     prices.load_in_background()
     state.pricing = lambda row, model: prices.cost(model, row.provider, _usage(row), state.config)
-    guard = None
-    if config.budgets:
-        guard = await asyncio.to_thread(_budget_guard, state)
-        await guard.start()
-        state.budget = guard
+    # Always present (an in-memory check per request), so a reload can add budgets.
+    guard = await asyncio.to_thread(_budget_guard, state)
+    await guard.start()
+    state.budget = guard
     yield
-    if guard is not None:
-        await guard.close()
+    await guard.close()
     await asyncio.to_thread(writer.close, config.server.drain_timeout_s)
 
 

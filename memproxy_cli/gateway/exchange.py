@@ -63,6 +63,7 @@ class Exchange:
     traceparent: str = ""
     upstream_s: float = 0.0  # time spent waiting on the upstream
     ttft_s: float | None = None
+    stream_complete: bool = False  # the terminal SSE event reached the client
     tally: Tally = field(default_factory=Tally)
     recall_user_text: str | None = None
     memory_error: str | None = None

@@ -43,7 +43,8 @@ async def handle(request: web.Request, api: Api) -> web.StreamResponse:
         headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
         return error_response(api, err.status, err.message, err.code, headers)
     except (asyncio.CancelledError, ConnectionResetError):
-        ex.row.status, ex.row.error = "client_disconnect", "client went away"
+        if not ex.stream_complete:  # a client may hang up once it has the last event
+            ex.row.status, ex.row.error = "client_disconnect", "client went away"
         raise
     except Exception as exc:  # one bad request must not take the gateway down
         log.exception("unhandled error in request %s", ex.row.request_id)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
 from memproxy_cli import __version__
 from memproxy_cli.gateway import proxy
 from memproxy_cli.gateway.errors import GatewayError, error_response
+from memproxy_cli.gateway.exchange import traceparent_for
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.synth import estimate_tokens
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
-from memproxy_cli.upstream.headers import upstream_headers, upstream_key
+from memproxy_cli.upstream.headers import scrub, upstream_headers, upstream_key
+from memproxy_cli.upstream.routing import Route
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -57,28 +61,28 @@ async def count_tokens(request: web.Request) -> web.Response:
         if route is None:
             raise GatewayError(404, f"model {body['model']!r} is not configured", "model_not_found")
         if route.kind == "passthrough" and state.sessions is not None:
-            return await _count_upstream(request, route, raw)
+            return await _count_upstream(request, route, body)
     except GatewayError as err:
         return error_response("anthropic", err.status, err.message, err.code, err.headers)
     text = orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")]).decode()
     return web.json_response({"input_tokens": estimate_tokens(text)})
 
 
-async def _count_upstream(request: web.Request, route: object, raw: bytes) -> web.Response:
-    from memproxy_cli.gateway.exchange import traceparent_for
-    from memproxy_cli.upstream.routing import Route
-
-    assert isinstance(route, Route)
+async def _count_upstream(request: web.Request, route: Route, body: dict[str, Any]) -> web.Response:
     state = request.app[STATE]
+    assert state.sessions is not None
     key = upstream_key(route, request.headers, bool(state.config.server.master_key))
     headers = upstream_headers(route, request.headers, key, traceparent_for(None)[0])
     url = route.endpoint_url("/messages/count_tokens")
-    session = state.sessions.session_for(url)  # type: ignore[union-attr]
+    payload = orjson.dumps({**body, "model": route.upstream_model or body["model"]})
+    timeout = aiohttp.ClientTimeout(total=state.config.server.connect_timeout_s * 6)
     try:
-        async with session.post(url, data=raw, headers=headers) as resp:
-            data = await resp.read()
+        async with state.sessions.session_for(url).post(
+            url, data=payload, headers=headers, timeout=timeout
+        ) as resp:
+            data = scrub(await resp.read(), (key,))
             return web.Response(status=resp.status, body=data, content_type="application/json")
-    except Exception as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return error_response("anthropic", 502, f"upstream failed: {type(exc).__name__}")
 
 

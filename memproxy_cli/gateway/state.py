@@ -68,6 +68,8 @@ class GatewayState:
         self.limiter.cap = config.server.max_concurrent_per_upstream
         if self.memory is not None:
             self.memory.reconfigure(config)
+        if self.budget is not None:
+            self.budget.reconfigure(config)
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("memproxy_state", GatewayState)

@@ -15,7 +15,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from memproxy_cli.memory.conversation import Api, Body, messages, spoken_text, system_text
+from memproxy_cli.memory.conversation import (
+    Api,
+    Body,
+    last_turn,
+    messages,
+    spoken_text,
+    system_text,
+)
 
 _SYSTEM_MARKERS = re.compile(
     r"isNewTopic"
@@ -49,5 +56,5 @@ def is_background_call(api: Api, body: Body) -> bool:
     system = system_text(api, body)
     if len(system) <= MAX_HOUSEKEEPING_SYSTEM_CHARS and _SYSTEM_MARKERS.search(system):
         return True
-    msgs = messages(body)
-    return bool(msgs) and bool(_USER_MARKERS.search(spoken_text(msgs[-1])))
+    last = last_turn(messages(body))
+    return last is not None and bool(_USER_MARKERS.search(spoken_text(last)))

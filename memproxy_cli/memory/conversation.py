@@ -30,7 +30,8 @@ def content_texts(content: Any) -> list[str]:
         block["text"]
         for block in content
         if isinstance(block, dict)
-        and block.get("type") in _TEXT_TYPES
+        and isinstance(block.get("type"), str)  # a hostile list/dict type is not hashable
+        and block["type"] in _TEXT_TYPES
         and isinstance(block.get("text"), str)
     ]
 
@@ -55,12 +56,21 @@ def user_texts(body: Body) -> list[str]:
     return [t for t in found if t]
 
 
+def last_turn(msgs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last message that is a turn of the conversation.
+
+    Claude Code appends mid-conversation `system` messages (agent and skill listings) after the
+    user's message; they are context, not a turn, so they are skipped.
+    """
+    return next((m for m in reversed(msgs) if m.get("role") != "system"), None)
+
+
 def new_user_text(body: Body) -> str | None:
-    """The new user message when the last message carries one; None on tool-result turns."""
-    msgs = messages(body)
-    if not msgs or msgs[-1].get("role") != "user":
+    """The new user message when the last turn carries one; None on tool-result turns."""
+    last = last_turn(messages(body))
+    if last is None or last.get("role") != "user":
         return None
-    return spoken_text(msgs[-1]) or None
+    return spoken_text(last) or None
 
 
 def system_text(api: Api, body: Body) -> str:

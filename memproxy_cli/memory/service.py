@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.config import Config, MemoryConfig, resolve_secret
@@ -19,9 +19,13 @@ from memproxy_cli.paths import Paths
 if TYPE_CHECKING:
     import httpx
 
+    from memproxy_cli.budget.recall_cache import RecallCache
+
 log = logging.getLogger("memproxy.memory")
 
 MAX_PENDING_STORES = 256
+# Recall results shared through Redis go stale as turns are stored: keep them briefly.
+RECALL_CACHE_TTL_S = 30
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]+")
 
@@ -51,6 +55,7 @@ class MemoryService:
         backend: MemoryBackend | None = None,
         http_client: httpx.AsyncClient | None = None,
         max_pending: int = MAX_PENDING_STORES,
+        cache: RecallCache | None = None,
     ) -> None:
         self._config = config
         self._paths = paths
@@ -59,6 +64,7 @@ class MemoryService:
         self._backends: dict[str, MemoryBackend] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._max_pending = max_pending
+        self._cache = cache
         self.dropped_stores = 0
         self.failed_stores = 0
 
@@ -117,7 +123,8 @@ class MemoryService:
         budget_ms = settings.recall_timeout_ms
         try:
             found = await asyncio.wait_for(
-                backend.search(scope, query, settings.top_k + SEARCH_HEADROOM), budget_ms / 1000
+                self._search(backend, scope, query, settings.top_k + SEARCH_HEADROOM),
+                budget_ms / 1000,
             )
         except TimeoutError:
             result.error = f"timeout after {budget_ms} ms"
@@ -128,6 +135,25 @@ class MemoryService:
             return result
         self._inject(api, body, found, settings, result)
         return result
+
+    async def _search(self, backend: MemoryBackend, scope: str, query: str, k: int) -> list[Memory]:
+        """Search through the shared Redis recall cache when one is configured."""
+        cache = self._cache
+        if cache is None:
+            return await backend.search(scope, query, k)
+        hit = await cache.get(f"{backend.name}:{scope}", query, k)
+        if isinstance(hit, list):
+            return [Memory(**m) for m in hit if isinstance(m, dict)]
+        found = await backend.search(scope, query, k)
+        value = [asdict(m) for m in found]
+
+        async def fill() -> None:
+            await cache.set(f"{backend.name}:{scope}", query, k, value, ttl_s=RECALL_CACHE_TTL_S)
+
+        task = asyncio.get_running_loop().create_task(fill())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return found
 
     def _inject(
         self,
@@ -200,3 +226,5 @@ class MemoryService:
         self._backends.clear()
         for backend in backends:
             await backend.close()
+        if self._cache is not None:
+            await self._cache.close()

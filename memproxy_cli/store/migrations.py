@@ -96,17 +96,12 @@ _COUNTERS = (
 def m002_client_identity(conn: Connection) -> None:
     """Which client instance, session and trace a request belongs to."""
     from sqlalchemy import Column, Index, MetaData, String, Table
-    from sqlalchemy.schema import CreateColumn
 
-    table = Table("request_log", MetaData())
-    for column in (
-        Column("client_instance", String(200)),
-        Column("client_session", String(200)),
-        Column("trace_id", String(64)),
-    ):
-        table.append_column(column)
-        ddl = CreateColumn(column).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE request_log ADD COLUMN {ddl}")
+    # Literal DDL (the same on SQLite and PostgreSQL): no SQL is ever built by formatting.
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN client_instance VARCHAR(200)")
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN client_session VARCHAR(200)")
+    conn.exec_driver_sql("ALTER TABLE request_log ADD COLUMN trace_id VARCHAR(64)")
+    table = Table("request_log", MetaData(), Column("trace_id", String(64)))
     Index("ix_request_log_trace_id", table.c.trace_id).create(conn)
 
 

@@ -52,7 +52,7 @@ _PROJECT_COSTS = (
     "SELECT project, SUM(cost_usd) AS cost_usd FROM daily_spend "
     "WHERE day >= :since_day GROUP BY project"
 )
-_COUNTS = (
+COUNT_COLUMNS = (
     "requests",
     "failures",
     "prompt_tokens",
@@ -211,7 +211,7 @@ class SpendQueries:
         rows = self._run.fetch(_TOTALS[by], {"since_day": _day(since or 0.0)})
         for r in rows:
             r["cost_usd"] = float(r["cost_usd"] or 0.0)
-            for k in _COUNTS:
+            for k in COUNT_COLUMNS:
                 r[k] = int(r[k] or 0)
         return rows
 

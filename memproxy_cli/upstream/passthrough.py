@@ -248,7 +248,8 @@ async def _relay_stream(
         ex.row.status, ex.row.error = "error", f"upstream stream broke: {_reason(exc)}"
         await _try_write(out, sse_error_event(ex.api, 502, "upstream stream broke"))
     except ConnectionResetError:
-        ex.row.status, ex.row.error = "client_disconnect", "client went away mid-stream"
+        if not ex.stream_complete:
+            ex.row.status, ex.row.error = "client_disconnect", "client went away mid-stream"
     finally:
         resp.close()
     return out
@@ -259,6 +260,7 @@ def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:
     kept = []
     for raw, data in events:
         if data is None or data == b"[DONE]":
+            ex.stream_complete = ex.stream_complete or data == b"[DONE]"
             kept.append(raw)
             continue
         try:
@@ -271,6 +273,7 @@ def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:
                 continue
         else:
             ex.tally.anthropic_event(event)
+            ex.stream_complete = ex.stream_complete or event.get("type") == "message_stop"
         kept.append(raw)
     return b"".join(kept)
 
