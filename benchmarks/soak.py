@@ -158,16 +158,6 @@ def rows_now(home: Path) -> int:
         return int(db.execute("SELECT count(*) FROM request_log").fetchone()[0])
 
 
-async def wait_litellm(url: str) -> None:
-    deadline = time.monotonic() + 120.0
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            async with http.get(url + "/health") as resp:
-                if (await resp.json()).get("litellm_ready"):
-                    return
-            await asyncio.sleep(0.5)
-
-
 async def run(minutes: float, clients: int, every: float) -> int:
     fake = web.AppRunner(fake_upstream(), access_log=None)
     await fake.setup()
@@ -187,7 +177,6 @@ async def run(minutes: float, clients: int, every: float) -> int:
     status = json.loads(memproxy(home, "status", "--json").stdout)
     url, proc = status["url"], psutil.Process(status["pid"])
     tally: Counter[str] = Counter()
-    await wait_litellm(url)  # its lazy import is a one-off 170 MB step, not growth
     warm_until = time.monotonic() + 5  # as many clients as the soak: the pools are full already
     await asyncio.gather(*(client_loop(url, warm_until, tally) for _ in range(clients)))
     tally.clear()  # warm-up rows are counted separately below

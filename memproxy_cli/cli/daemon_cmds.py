@@ -44,12 +44,10 @@ def up(
         from memproxy_cli.daemon.server import run_foreground
 
         raise typer.Exit(run_foreground(cfg, config, to_stderr=True))
-    args = [f"--port={cfg.server.port}", f"--host={cfg.server.host}"]
-    if config:
-        args.append(f"--config={config}")
+    pid = process.spawn(paths, cfg, config)
     with output.err.status("starting memproxy..."):
         try:
-            info = process.start_background(paths, args)
+            info = process.wait_ready(paths, pid)
         except process.StartError as exc:
             output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
     output.say(f"memproxy {info.version} is up (pid {info.pid}); logs: {paths.daemon_log}")

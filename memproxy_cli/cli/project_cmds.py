@@ -24,9 +24,10 @@ def _ensure_daemon() -> None:
         config = load_config()
     except ConfigError as exc:
         output.fail(str(exc), ExitStatus.CONFIG)
+    pid = process.spawn(paths, config, None)
     with output.err.status("starting memproxy..."):
         try:
-            info = process.start_background(paths, [f"--port={config.server.port}"])
+            info = process.wait_ready(paths, pid)
         except process.StartError as exc:
             output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
     output.say(f"started memproxy at {info.url}")

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
+import traceback
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.paths import Paths
+
+if TYPE_CHECKING:
+    from memproxy_cli.config import Config
 
 
 @dataclass(frozen=True)
@@ -71,31 +75,65 @@ def health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
         return None
 
 
-def start_background(paths: Paths, args: list[str], timeout: float = 30.0) -> DaemonInfo:
-    """Spawn `memproxy up --foreground ARGS`, detached, and wait until /health answers."""
+def start_background(
+    paths: Paths, config: Config, config_file: str | None, timeout: float = 30.0
+) -> DaemonInfo:
+    """Fork the daemon and wait until it answers /health."""
+    return wait_ready(paths, spawn(paths, config, config_file), timeout)
+
+
+def spawn(paths: Paths, config: Config, config_file: str | None) -> int:
+    """Fork the daemon off this process (no second interpreter start); returns its pid.
+
+    The child becomes a session leader with stdin from /dev/null and stdout/stderr in
+    `startup.log` (which then only ever holds start-up failures); the daemon logs to its file.
+    """
     paths.ensure()
     startup_log = paths.log_dir / "startup.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(startup_log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "memproxy_cli", "up", "--foreground", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            close_fds=True,
-        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        code = 1
+        try:
+            _detach(startup_log)
+            from memproxy_cli.daemon.server import run_foreground
+
+            code = run_foreground(config, config_file)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return pid
+
+
+def _detach(startup_log: Path) -> None:
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    out = os.open(startup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(devnull)
+    os.close(out)
+
+
+def wait_ready(paths: Paths, pid: int, timeout: float = 30.0) -> DaemonInfo:
+    """Wait for the forked daemon `pid` to answer /health; StartError if it exits first."""
+    startup_log = paths.log_dir / "startup.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
             tail = startup_log.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
+            code = os.waitstatus_to_exitcode(status)
             raise StartError(tail or f"the daemon exited with status {code}")
         info = read_info(paths)
-        if info is not None and info.pid == proc.pid and health(info.url, 1.0) is not None:
+        if info is not None and info.pid == pid and health(info.url, 1.0) is not None:
             return info
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise StartError(
         f"the daemon did not answer /health within {timeout:.0f} s (see {startup_log})"
     )

@@ -16,7 +16,7 @@ from memproxy_cli import __version__
 from memproxy_cli.config import Config, ConfigError, load_config
 from memproxy_cli.daemon.control import Controller, build_control_app
 from memproxy_cli.daemon.logs import config_secrets, register_secrets, setup_logging
-from memproxy_cli.gateway.app import build_app
+from memproxy_cli.gateway.app import build_app, seed_budgets
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
 from memproxy_cli.gateway.state import STATE
@@ -72,7 +72,10 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
             return str(exc)
         new.server.host, new.server.port = state.config.server.host, state.config.server.port
         register_secrets(config_secrets(new.model_dump()))
+        first_budgets = bool(new.budgets) and not state.config.budgets
         state.apply_config(new)
+        if first_budgets and state.budget is not None:
+            await asyncio.to_thread(seed_budgets, state.budget, state)
         log.info("config reloaded", extra={"config": new.source})
         return None
 
@@ -96,7 +99,8 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
-    if state.litellm is not None:
+    if state.litellm is not None and state.router.always_translates():
+        # Otherwise LiteLLM (~130 MB, seconds of imports) loads on the first translated request.
         state.litellm.start()
     # Start-up objects live for the whole run: keep full GC passes from walking them (pauses).
     gc.collect()

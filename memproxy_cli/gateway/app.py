@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -15,6 +15,9 @@ from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.paths import Paths, get_paths
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.sessions import SessionManager, default_user_agent
+
+if TYPE_CHECKING:
+    from memproxy_cli.budget.guard import BudgetGuard
 
 
 def build_app(
@@ -107,20 +110,22 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     """The spend writer, prices and budgets: accounting that never runs on the event loop."""
     import asyncio
 
+    from memproxy_cli.budget.guard import BudgetGuard
     from memproxy_cli.store.pricing import PriceTable
     from memproxy_cli.store.writer import SpendWriter
 
     state = app[STATE]
     config = state.config
-    await asyncio.to_thread(_migrate, config.database_url, state.paths)
     writer = SpendWriter(config.database_url, state.paths)
-    writer.start()
+    writer.start()  # migrates the store in its own thread; rows queue until then
     state.recorder = writer
     prices = PriceTable()
     prices.load_in_background()
     state.pricing = lambda row, model: prices.cost(model, row.provider, _usage(row), state.config)
     # Always present (an in-memory check per request), so a reload can add budgets.
-    guard = await asyncio.to_thread(_budget_guard, state)
+    guard = BudgetGuard(config, state.paths, config.redis_url)
+    if config.budgets:  # counters must hold today's spend before the first request
+        await asyncio.to_thread(seed_budgets, guard, state)
     await guard.start()
     state.budget = guard
     yield
@@ -139,13 +144,12 @@ def _migrate(database_url: str | None, paths: Paths) -> None:
         engine.dispose()
 
 
-def _budget_guard(state: GatewayState) -> Any:
-    from memproxy_cli.budget.guard import BudgetGuard
+def seed_budgets(guard: BudgetGuard, state: GatewayState) -> None:
+    """Load today's and this month's spend from the store (blocking: run it in a thread)."""
     from memproxy_cli.store.queries import open_queries
 
-    guard = BudgetGuard(state.config, state.paths, state.config.redis_url)
+    _migrate(state.config.database_url, state.paths)
     guard.seed_from_store(open_queries(state.config.database_url, state.paths))
-    return guard
 
 
 def _usage(row: RequestRow) -> dict[str, int | None]:

@@ -33,8 +33,8 @@ from memproxy_cli.memory.turn_text import format_turn
 
 T = TypeVar("T")
 
-CANDIDATES = 100
-TERM_MATCH_BUDGET = 1500
+CANDIDATES = 50
+TERM_MATCH_BUDGET = 400
 _FLOOR_SQL = (
     "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
 )
@@ -105,7 +105,11 @@ def blend(relevance: float, created_at: float, now: float, half_life_days: float
 
 
 class LocalMemoryBackend:
-    """Memories in one SQLite file; all database work runs on a single dedicated thread."""
+    """Memories in one SQLite file (WAL): one thread writes, another searches.
+
+    Searches have their own thread and connection so a recall never queues behind the stores
+    of earlier turns; WAL lets that reader run while the writer commits.
+    """
 
     name = "local"
 
@@ -113,37 +117,49 @@ class LocalMemoryBackend:
         self.path = path
         self.half_life_days = half_life_days
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
-        self._conn: sqlite3.Connection | None = None
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-recall")
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._reader_conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """This thread's connection (each executor thread, and a CLI caller, has its own)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            self._local.conn = conn
             with self._lock:
-                self._conn = conn
-        return self._conn
+                self._conns.append(conn)
+                if threading.current_thread().name.startswith("memproxy-recall"):
+                    self._reader_conn = conn
+        return conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
         except asyncio.CancelledError:
             self._interrupt()
             raise
 
     def _interrupt(self) -> None:
-        """Stop a statement still running for a caller that gave up (recall timeout)."""
+        """Stop a search still running for a caller that gave up (recall timeout)."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.interrupt()
+            if self._reader_conn is not None:
+                self._reader_conn.interrupt()
 
     # -- sync operations (run on the backend thread; also usable directly) ------------------
 
@@ -239,14 +255,15 @@ class LocalMemoryBackend:
 
     def close_sync(self) -> None:
         with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
+            conns, self._conns, self._reader_conn = self._conns, [], None
+        self._local = threading.local()
+        for conn in conns:
             conn.close()
 
     # -- the MemoryBackend protocol ---------------------------------------------------------
 
     async def search(self, scope: str, query: str, k: int) -> list[Memory]:
-        return await self._run(self.search_sync, scope, query, k)
+        return await self._read(self.search_sync, scope, query, k)
 
     async def add(self, scope: str, turn: Turn) -> str | None:
         return await self._run(self.add_sync, scope, turn)
@@ -264,5 +281,8 @@ class LocalMemoryBackend:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.close_sync)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._reader, lambda: None)  # let a running search finish
+        await loop.run_in_executor(self._executor, self.close_sync)
         self._executor.shutdown(wait=False)
+        self._reader.shutdown(wait=False)

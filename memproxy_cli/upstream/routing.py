@@ -83,6 +83,14 @@ class Router:
             self._entries.setdefault(entry.model_name, entry)
         self._cache: dict[tuple[str, str], Route | None] = {}
 
+    def always_translates(self) -> bool:
+        """Whether a configured model speaks neither API (Gemini, Bedrock...): LiteLLM is sure
+        to be needed, so it is worth loading before the first request rather than on it."""
+        return any(
+            protocol_of(provider_of(e.litellm_params.model)[0] or "openai") is None
+            for e in self._entries.values()
+        )
+
     def model_names(self) -> list[str]:
         return [ECHO_MODEL, *self._entries]
 
