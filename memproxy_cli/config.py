@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from memproxy_cli.paths import get_paths
+from memproxy_cli.config_file import ENV_PREFIX, config_path, resolve_secret
 
-ENV_PREFIX = "os.environ/"
+__all__ = ["ENV_PREFIX", "Config", "ConfigError", "config_path", "load_config", "resolve_secret"]
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -322,13 +322,6 @@ class Config(_Model):
         return self.memory.model_copy(update=overrides) if overrides else self.memory
 
 
-def resolve_secret(value: str | None) -> str | None:
-    """Resolve a LiteLLM-style `os.environ/NAME` reference; other values pass unchanged."""
-    if value and value.startswith(ENV_PREFIX):
-        return os.environ.get(value[len(ENV_PREFIX) :]) or None
-    return value
-
-
 def env_references(raw: Any, path: str = "") -> list[tuple[str, str]]:
     """Every (key path, NAME) whose value is an `os.environ/NAME` reference."""
     found: list[tuple[str, str]] = []
@@ -363,17 +356,6 @@ def unknown_keys(model: BaseModel, path: str = "") -> list[str]:
             if isinstance(child, BaseModel):
                 found += unknown_keys(child, child_path)
     return found
-
-
-def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """--config, then MEMPROXY_CONFIG, then the default location if it exists."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("MEMPROXY_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    default = get_paths().default_config
-    return default if default.exists() else None
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:

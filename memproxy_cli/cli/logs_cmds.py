@@ -18,15 +18,22 @@ FOLLOW_POLL_S = 0.5
 
 def open_store() -> SpendQueries:
     """The read side of the configured store (errors become a clean exit)."""
-    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.config_file import PeekError, peek, resolve_secret
     from memproxy_cli.paths import get_paths
     from memproxy_cli.store.queries import open_queries
 
     try:
-        config = load_config()
-    except ConfigError as exc:
-        output.fail(str(exc), ExitStatus.CONFIG)
-    return open_queries(config.database_url, get_paths())
+        database_url = peek("database_url")
+    except PeekError:
+        from memproxy_cli.config import ConfigError, load_config
+
+        try:  # the full validation says which key and line is wrong
+            load_config()
+        except ConfigError as exc:
+            output.fail(str(exc), ExitStatus.CONFIG)
+        raise
+    url = resolve_secret(database_url) if isinstance(database_url, str) else None
+    return open_queries(url, get_paths())
 
 
 def since_ts(value: str | None) -> float | None:
