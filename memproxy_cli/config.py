@@ -375,10 +375,13 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # Point at where the broken construct starts (an unclosed bracket's line, not EOF).
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from exc
+        context = getattr(exc, "context", None)
+        detail = f"{context}: {problem}" if context else problem
+        raise ConfigError(f"{source}{where}: invalid YAML: {detail}") from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
