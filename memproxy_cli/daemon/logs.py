@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from memproxy_cli.memory.redact import redact
+from memproxy_cli.memory.redact import may_hold_secret, redact
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 # Credentials that must never reach a log line, whatever logged them.
@@ -54,19 +54,29 @@ def redact_text(text: str) -> str:
     for secret in _KNOWN:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
+    if not may_hold_secret(text):  # the common case: nothing that could be a secret
+        return text
     return redact(_SECRET.sub("[REDACTED]", text))
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs message, arguments and extra fields of each record before any handler sees it."""
+    """Scrubs the message and its arguments before any handler sees it (the JSON formatter
+    then scrubs the whole line, extra fields included)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact_text(record.getMessage())
         record.args = None
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact_text(value))
         return True
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """Rotates on the file's size so far: the stock check formats every record a second
+    time and stats the file twice per line."""
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        if self.stream is None:
+            self.stream = self._open()
+        return int(self.maxBytes > 0 and self.stream.tell() >= self.maxBytes)
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,7 +99,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(log_file: Path, level: str = "INFO", to_stderr: bool = False) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler: logging.Handler = logging.handlers.RotatingFileHandler(
+    handler: logging.Handler = _RotatingFile(
         log_file, maxBytes=20 * 1024 * 1024, backupCount=3, encoding="utf-8"
     )
     handlers = [handler]
