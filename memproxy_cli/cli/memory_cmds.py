@@ -105,7 +105,9 @@ def export(
     from memproxy_cli.memory.admin import run, to_record
 
     backend = _backend(project)
-    records = [to_record(m) for m in (run(backend, lambda b: b.export(project)) if backend else [])]
+    with output.err.status(f"exporting the memories of {project}..."):  # 100k take seconds
+        found = run(backend, lambda b: b.export(project)) if backend else []
+        records = [to_record(m) for m in found]
     text = (
         json.dumps(records, indent=2) + "\n"
         if as_json
