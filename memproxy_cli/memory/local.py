@@ -34,6 +34,8 @@ from memproxy_cli.memory.turn_text import format_turn
 T = TypeVar("T")
 
 CANDIDATES = 50
+READERS = 2  # searches in parallel (SQLite releases the GIL while it steps)
+TERM_COUNT_TTL_S = 30.0
 TERM_MATCH_BUDGET = 400
 _FLOOR_SQL = (
     "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
@@ -117,10 +119,10 @@ class LocalMemoryBackend:
         self.path = path
         self.half_life_days = half_life_days
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-recall")
+        self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="memproxy-recall")
+        self._term_counts: dict[str, tuple[float, int]] = {}
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
-        self._reader_conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -141,35 +143,30 @@ class LocalMemoryBackend:
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
-                if threading.current_thread().name.startswith("memproxy-recall"):
-                    self._reader_conn = conn
         return conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        used: list[sqlite3.Connection] = []
+
+        def call() -> T:
+            used.append(self._connection())
+            return fn(*args)
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._reader, call)
         except asyncio.CancelledError:
-            self._interrupt()
+            if used:  # stop the search of a caller that gave up (recall timeout)
+                used[0].interrupt()
             raise
-
-    def _interrupt(self) -> None:
-        """Stop a search still running for a caller that gave up (recall timeout)."""
-        with self._lock:
-            if self._reader_conn is not None:
-                self._reader_conn.interrupt()
-
-    # -- sync operations (run on the backend thread; also usable directly) ------------------
 
     def _selective_terms(self, terms: list[str]) -> tuple[list[str], int]:
         """The rarest terms whose matches fit the budget, and their match count (capped)."""
-        conn = self._connection()
-        cap = TERM_MATCH_BUDGET + 1
         counted = []
         for term in terms:
-            (hits,) = conn.execute(_COUNT_SQL, (term_expression(term), cap)).fetchone()
+            hits = self._term_hits(term)
             if hits:
                 counted.append((hits, term))
         counted.sort()
@@ -181,6 +178,20 @@ class LocalMemoryBackend:
             chosen.append(term)
             total += hits
         return chosen, total
+
+    def _term_hits(self, term: str) -> int:
+        """How many memories match a term (capped), remembered briefly: words recur across
+        questions and their counts move slowly, so most recalls skip these queries."""
+        now = time.monotonic()
+        cached = self._term_counts.get(term)
+        if cached is not None and now - cached[0] < TERM_COUNT_TTL_S:
+            return cached[1]
+        cap = TERM_MATCH_BUDGET + 1
+        (hits,) = self._connection().execute(_COUNT_SQL, (term_expression(term), cap)).fetchone()
+        if len(self._term_counts) >= 4096:
+            self._term_counts.clear()
+        self._term_counts[term] = (now, int(hits))
+        return int(hits)
 
     def search_sync(self, scope: str, query: str, k: int, now: float | None = None) -> list[Memory]:
         terms = query_terms(query)
@@ -255,7 +266,7 @@ class LocalMemoryBackend:
 
     def close_sync(self) -> None:
         with self._lock:
-            conns, self._conns, self._reader_conn = self._conns, [], None
+            conns, self._conns = self._conns, []
         self._local = threading.local()
         for conn in conns:
             conn.close()
@@ -282,7 +293,6 @@ class LocalMemoryBackend:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._reader, lambda: None)  # let a running search finish
+        await asyncio.to_thread(self._reader.shutdown, True)  # let running searches finish
         await loop.run_in_executor(self._executor, self.close_sync)
         self._executor.shutdown(wait=False)
-        self._reader.shutdown(wait=False)
