@@ -173,3 +173,12 @@ async def test_very_common_terms_rank_only_the_newest_matches(
     assert {m.id for m in found} <= {*ids[-6:], rare}  # only the newest matches are ranked
     found = await store.search("p", "terraform deploy", 3)
     assert found[0].id == rare  # the rare term is kept and ranks first
+
+
+async def test_a_word_searched_before_it_was_stored_is_found_after(
+    store: LocalMemoryBackend,
+) -> None:
+    assert await store.search("p", "which cache do we use?", 5) == []
+    await add(store, "p", "Our cache is Redis 7 named blue-cache.")
+    found = await store.search("p", "which cache do we use?", 5)
+    assert [m.text for m in found] and "blue-cache" in found[0].text

@@ -188,9 +188,10 @@ class LocalMemoryBackend:
             return cached[1]
         cap = TERM_MATCH_BUDGET + 1
         (hits,) = self._connection().execute(_COUNT_SQL, (term_expression(term), cap)).fetchone()
-        if len(self._term_counts) >= 4096:
-            self._term_counts.clear()
-        self._term_counts[term] = (now, int(hits))
+        if hits:  # never remember "no match": the next stored turn may bring the word
+            if len(self._term_counts) >= 4096:
+                self._term_counts.clear()
+            self._term_counts[term] = (now, int(hits))
         return int(hits)
 
     def search_sync(self, scope: str, query: str, k: int, now: float | None = None) -> list[Memory]:
