@@ -12,29 +12,12 @@ import anthropic
 import openai
 import pytest
 
-from memproxy_cli.paths import get_paths
-from memproxy_cli.store.queries import open_queries
 from tests.fixtures.fake_upstreams import FakeProvider
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
+from tests.fixtures.reliability import rows_when
 
 PRICING = {"gpt-4o-mini": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
-
-
-async def rows_when(count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The newest rows once `count` are stored (the writer commits in the background)."""
-    queries = open_queries(None, get_paths())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        try:
-            rows = await asyncio.to_thread(queries.recent_rows, 100)
-        except Exception:  # the store may not exist yet
-            rows = []
-        if len(rows) >= count:
-            return [dict(r) for r in rows]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"expected {count} spend rows")
 
 
 def client(gw: RunningGateway, **headers: str) -> openai.AsyncOpenAI:

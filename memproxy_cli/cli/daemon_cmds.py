@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
 from memproxy_cli.cli.context import ExitStatus, output
+
+if TYPE_CHECKING:
+    from memproxy_cli.config import Config
+    from memproxy_cli.daemon.process import DaemonInfo
+    from memproxy_cli.paths import Paths
 
 
 def up(
@@ -44,14 +50,21 @@ def up(
         from memproxy_cli.daemon.server import run_foreground
 
         raise typer.Exit(run_foreground(cfg, config, to_stderr=True))
-    pid = process.spawn(paths, cfg, config)
-    with output.err.status("starting memproxy..."):
-        try:
-            info = process.wait_ready(paths, pid)
-        except process.StartError as exc:
-            output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
+    info = start_daemon(paths, cfg, config)
     output.say(f"memproxy {info.version} is up (pid {info.pid}); logs: {paths.daemon_log}")
     typer.echo(info.url)
+
+
+def start_daemon(paths: Paths, config: Config, config_file: str | None) -> DaemonInfo:
+    """Fork the daemon and wait, with a spinner, until it answers (exit 4 if it does not)."""
+    from memproxy_cli.daemon import process
+
+    pid = process.spawn(paths, config, config_file)
+    with output.err.status("starting memproxy..."):
+        try:
+            return process.wait_ready(paths, pid)
+        except process.StartError as exc:
+            output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
 
 
 def _override_problem(exc: ValueError) -> str:

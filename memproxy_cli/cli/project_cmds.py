@@ -24,12 +24,9 @@ def _ensure_daemon() -> None:
         config = load_config()
     except ConfigError as exc:
         output.fail(str(exc), ExitStatus.CONFIG)
-    pid = process.spawn(paths, config, None)
-    with output.err.status("starting memproxy..."):
-        try:
-            info = process.wait_ready(paths, pid)
-        except process.StartError as exc:
-            output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
+    from memproxy_cli.cli.daemon_cmds import start_daemon
+
+    info = start_daemon(paths, config, None)
     output.say(f"started memproxy at {info.url}")
 
 

@@ -1,0 +1,312 @@
+"""The config schema: every key, its type, default and meaning (pydantic models)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ServerConfig(_Model):
+    host: str = Field(
+        "127.0.0.1",
+        description="Address of the main listener; a non-loopback one needs master_key.",
+    )
+    port: int = Field(
+        8764, ge=0, le=65535, description="Port of the main listener (0 picks a free one)."
+    )
+    master_key: str | None = Field(
+        None, description="Bearer key clients must send (needed off loopback); use os.environ/NAME."
+    )
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="Largest request body accepted; bigger ones get HTTP 413.",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest request line or header field accepted."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a client may take to send its request headers."
+    )
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds to open a connection to an upstream."
+    )
+    stream_idle_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds an upstream may stay silent mid-response."
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Total seconds for a non-streaming upstream call."
+    )
+    max_concurrent_per_upstream: int = Field(
+        256, gt=0, description="Upstream calls in flight per origin; more wait their turn."
+    )
+    drain_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds `memproxy down` lets in-flight requests finish before closing them.",
+    )
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of an upstream call that failed before any byte reached the client.",
+    )
+    retry_budget_ratio: float = Field(
+        0.2, ge=0, le=1, description="Retries allowed as a fraction of recent requests."
+    )
+
+    @model_validator(mode="after")
+    def _master_key_for_public_bind(self) -> ServerConfig:
+        if self.host not in LOOPBACK_HOSTS and not self.master_key:
+            raise ValueError(f"binding to {self.host!r} (not loopback) requires server.master_key")
+        return self
+
+
+class LiteLLMParams(_Model):
+    model: str = Field(
+        description="Provider model, LiteLLM style (openai/gpt-4o-mini, ollama/llama3.1)."
+    )
+    api_base: str | None = Field(
+        None, description="Base URL of the upstream (default: the provider's)."
+    )
+    api_key: str | None = Field(
+        None,
+        description="Upstream key; use os.environ/NAME (default: the caller's own credentials).",
+    )
+
+
+class ModelEntry(_Model):
+    model_name: str = Field(description="The model name clients ask for.")
+    litellm_params: LiteLLMParams = Field(description="Where and how that model is served.")
+
+
+class Upstreams(_Model):
+    """Default provider bases for models without a model_list entry."""
+
+    openai: str = Field(
+        "https://api.openai.com",
+        description="Base URL for gpt-*/o* models without a model_list entry.",
+    )
+    anthropic: str = Field(
+        "https://api.anthropic.com",
+        description="Base URL for claude-* models without a model_list entry.",
+    )
+
+
+class LocalMemoryConfig(_Model):
+    path: str | None = Field(
+        None, description="Local backend SQLite file (default: memory.sqlite3 in the data dir)."
+    )
+    recency_half_life_days: float = Field(
+        30.0, gt=0, description="Age at which a memory's recency boost halves in ranking."
+    )
+
+
+class SupermemoryConfig(_Model):
+    api_key: str | None = Field(
+        "os.environ/SUPERMEMORY_API_KEY",
+        description="Supermemory API key (an os.environ/NAME reference).",
+    )
+    base_url: str = Field("https://api.supermemory.ai", description="Supermemory API base URL.")
+
+
+QueryStrategy = Literal["last_user", "first_user", "all_user", "last_n"]
+InjectionStrategy = Literal["system", "user_prefix", "user_suffix"]
+
+
+class MemoryConfig(_Model):
+    backend: Literal["local", "supermemory", "none"] = Field(
+        "local", description="Where memories live: local (SQLite FTS5), supermemory, or none (off)."
+    )
+    query_strategy: QueryStrategy = Field(
+        "last_user",
+        description="What recall searches for: last_user, first_user, all_user or last_n.",
+    )
+    n: int = Field(3, ge=1, description="How many recent user messages last_n uses.")
+    injection_strategy: InjectionStrategy | None = Field(
+        None,
+        description="Where memories go: system, user_prefix, user_suffix (unset: user_suffix).",
+    )
+    top_k: int = Field(
+        5, ge=0, le=100, description="Most memories injected per request (0 turns recall off)."
+    )
+    max_chars: int = Field(
+        2000, ge=0, description="Most characters of memories injected per request."
+    )
+    recall_timeout_ms: int = Field(
+        300,
+        ge=1,
+        description="Time budget for recall; past it the request goes on without memories.",
+    )
+    store: bool = Field(
+        True, description="Save each turn as a memory after the response (in the background)."
+    )
+    local: LocalMemoryConfig = Field(
+        default_factory=LocalMemoryConfig, description="Settings of the local backend."
+    )
+    supermemory: SupermemoryConfig = Field(
+        default_factory=SupermemoryConfig, description="Settings of the Supermemory backend."
+    )
+
+
+class MemoryOverride(_Model):
+    """Per-project memory settings; unset fields inherit the global ones."""
+
+    backend: Literal["local", "supermemory", "none"] | None = Field(
+        None, description="Memory backend for this project."
+    )
+    query_strategy: QueryStrategy | None = Field(
+        None, description="Query strategy for this project."
+    )
+    n: int | None = Field(None, ge=1, description="last_n count for this project.")
+    injection_strategy: InjectionStrategy | None = Field(
+        None, description="Injection strategy for this project."
+    )
+    top_k: int | None = Field(
+        None, ge=0, le=100, description="Most memories injected for this project."
+    )
+    max_chars: int | None = Field(
+        None, ge=0, description="Most characters of memories for this project."
+    )
+    recall_timeout_ms: int | None = Field(
+        None, ge=1, description="Recall time budget for this project."
+    )
+    store: bool | None = Field(None, description="Whether this project's turns are stored.")
+
+
+class HeaderPattern(_Model):
+    header: str = Field(description="Request header to match (case-insensitive).")
+    pattern: str = Field(description="Regular expression searched in that header's value.")
+    user_id: str = Field(description="User id given to requests that match.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+
+class UserIdMappings(_Model):
+    header_patterns: list[HeaderPattern] = Field(
+        default_factory=list,
+        description="Rules tried in order to name the user of a request without x-memory-user-id.",
+    )
+    default_user_id: str = Field("default", description="User id when no header or rule names one.")
+
+
+class Budget(_Model):
+    daily_usd: float | None = Field(
+        None, ge=0, description="Spend limit per UTC day in USD; requests past it are refused."
+    )
+    monthly_usd: float | None = Field(
+        None, ge=0, description="Spend limit per calendar month in USD."
+    )
+
+
+class ProjectPolicy(_Model):
+    allowed_models: list[str] | None = Field(
+        None, description="Models this project may call (unset: any)."
+    )
+    memory: MemoryOverride = Field(
+        default_factory=MemoryOverride,
+        description="Memory settings that override the global ones for this project.",
+    )
+
+
+class Pricing(_Model):
+    input_cost_per_token: float = Field(0.0, ge=0, description="USD per prompt token.")
+    output_cost_per_token: float = Field(0.0, ge=0, description="USD per completion token.")
+    cache_read_input_token_cost: float | None = Field(
+        None, ge=0, description="USD per prompt token read from the provider's cache."
+    )
+    cache_creation_input_token_cost: float | None = Field(
+        None, ge=0, description="USD per prompt token written to the provider's cache."
+    )
+
+
+class ListenerConfig(_Model):
+    port_range_start: int = Field(
+        8765, ge=1024, le=65535, description="First port handed to attached projects."
+    )
+    port_range_end: int = Field(
+        8964, ge=1024, le=65535, description="Last port handed to attached projects."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ListenerConfig:
+        if self.port_range_end < self.port_range_start:
+            raise ValueError("port_range_end must not be below port_range_start")
+        return self
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Daemon log level."
+    )
+
+
+class Config(_Model):
+    server: ServerConfig = Field(
+        default_factory=ServerConfig,
+        description="The main listener, its limits and upstream timeouts.",
+    )
+    model_list: list[ModelEntry] = Field(
+        default_factory=list, description="Models served with explicit routing, LiteLLM format."
+    )
+    upstreams: Upstreams = Field(
+        default_factory=Upstreams,
+        description="Provider defaults for models without a model_list entry.",
+    )
+    memory: MemoryConfig = Field(
+        default_factory=MemoryConfig, description="Long-term memory: backend, recall and injection."
+    )
+    user_id_mappings: UserIdMappings = Field(
+        default_factory=UserIdMappings, description="How a request's user is identified."
+    )
+    database_url: str | None = Field(
+        None,
+        description="Spend store URL, e.g. postgresql+psycopg://host/db (default: local SQLite).",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis shared by several instances for budgets and rate state (optional)."
+    )
+    budgets: dict[str, Budget] = Field(
+        default_factory=dict, description="USD spend limits per project name."
+    )
+    projects: dict[str, ProjectPolicy] = Field(
+        default_factory=dict, description="Policy per project name."
+    )
+    pricing: dict[str, Pricing] = Field(
+        default_factory=dict,
+        description="USD prices per model name, over the built-in price table.",
+    )
+    listeners: ListenerConfig = Field(
+        default_factory=ListenerConfig, description="Port range for attached projects."
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Daemon logging.")
+    gateway_url: str | None = Field(
+        None, description="Run as an edge: forward every request to this shared team gateway."
+    )
+
+    source: str | None = Field(None, exclude=True)
+
+    def memory_for(self, project: str | None) -> MemoryConfig:
+        """The memory settings in force for a project (global ones with its overrides)."""
+        policy = self.projects.get(project) if project else None
+        if policy is None:
+            return self.memory
+        overrides = policy.memory.model_dump(exclude_none=True, exclude_unset=True)
+        overrides = {k: v for k, v in overrides.items() if k in MemoryOverride.model_fields}
+        return self.memory.model_copy(update=overrides) if overrides else self.memory
