@@ -11,19 +11,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
+from bench_recall import QUESTIONS
 
-QUESTIONS = (
-    "what database does this project use?",
-    "which cache do we run?",
-    "how is the login flow built?",
-    "what does the CI pipeline depend on?",
-    "why did we move to Kafka?",
-    "where do metrics go?",
-    "which framework is the frontend written in?",
-    "what happened after the outage in March?",
-    "how do deploys work?",
-    "is there a feature flag?",
-)
 MODEL = "gpt-4o-mini"
 
 
