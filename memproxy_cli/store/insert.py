@@ -10,21 +10,14 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.store.models import daily_spend, request_log
+from memproxy_cli.store.queries import COUNT_COLUMNS
 from memproxy_cli.store.rows import RequestRow
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.engine import Engine
 
-_SUMMED = (
-    "requests",
-    "failures",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-)
+_SUMMED = (*COUNT_COLUMNS, "cost_usd")
 _COLUMNS = tuple(c.name for c in request_log.columns if c.name != "id")
 _values_of = attrgetter(*_COLUMNS)
 _EXTRA = _COLUMNS.index("extra")
