@@ -131,12 +131,19 @@ async def sequential_pair(
 
 async def throughput(target: Target, stream: bool, concurrency: int, seconds: float) -> float:
     """Completed requests per second with `concurrency` callers for `seconds` (after warm-up)."""
+    return (await throughput_counted(target, stream, concurrency, seconds))[0]
+
+
+async def throughput_counted(
+    target: Target, stream: bool, concurrency: int, seconds: float
+) -> tuple[float, int]:
+    """(requests per second, requests completed) of one run, after a short warm-up."""
     pool = bodies(stream)
     async with new_session(concurrency) as session:
         await _run_for(session, target, pool, stream, concurrency, min(1.0, seconds / 4))
         started = time.perf_counter()
         done = await _run_for(session, target, pool, stream, concurrency, seconds)
-        return done / (time.perf_counter() - started)
+        return done / (time.perf_counter() - started), done
 
 
 async def _run_for(

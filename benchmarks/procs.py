@@ -24,12 +24,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class FakeUpstream:
-    """benchmarks/fake_upstream.py in a separate process."""
+class ScriptServer:
+    """A server script of benchmarks/ in its own process; it prints `listening PORT`."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "fake_upstream.py"), "--port", "0"],
+            [sys.executable, str(HERE / script), *args, "--port", "0"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -37,9 +37,14 @@ class FakeUpstream:
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "listening":
             self.close()
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
+            raise RuntimeError(f"{script} did not start: {line!r}")
         self.port = int(line[1])
         self.base = f"http://127.0.0.1:{self.port}"
+        self.process = psutil.Process(self.proc.pid)
+
+    def cpu_s(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -48,6 +53,20 @@ class FakeUpstream:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class FakeUpstream(ScriptServer):
+    """benchmarks/fake_upstream.py: a fixed JSON answer, or 20 SSE chunks."""
+
+    def __init__(self) -> None:
+        super().__init__("fake_upstream.py")
+
+
+class BareRelay(ScriptServer):
+    """benchmarks/bare_relay.py in front of `upstream`: the cost floor of an aiohttp relay."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__("bare_relay.py", upstream)
 
 
 def memproxy_cmd() -> list[str]:

@@ -71,11 +71,35 @@ def latency(figures: dict[str, Any], title: str = "1. Added latency, memory off"
 
 def throughput(figures: dict[str, Any], title: str = "2. Throughput") -> None:
     print(f"\n== {title} (requests/s, non-streaming unless marked) ==")
+    print("bare relay = benchmarks/bare_relay.py, the least an aiohttp relay does per call")
     rows = [
-        [key, f"{f['direct_rps']:.0f}", f"{f['gateway_rps']:.0f}", f"{f['share'] * 100:.0f}%"]
+        [
+            key,
+            f"{f['direct_rps']:.0f}",
+            f"{f['bare_rps']:.0f}",
+            f"{f['gateway_rps']:.0f}",
+            f"{f['bare_share'] * 100:.0f}%",
+            f"{f['share'] * 100:.0f}%",
+            f"{f['share_of_bare'] * 100:.0f}%",
+            _ms(f["bare_cpu_ms"]),
+            _ms(f["gateway_cpu_ms"]),
+        ]
         for key, f in figures.items()
     ]
-    _table(["concurrency", "direct", "gateway", "share"], rows)
+    _table(
+        [
+            "concurrency",
+            "direct",
+            "bare relay",
+            "gateway",
+            "bare/direct",
+            "gateway/direct",
+            "gateway/bare",
+            "bare CPU ms/call",
+            "gateway CPU ms/call",
+        ],
+        rows,
+    )
 
 
 def memory(runs: list[dict[str, Any]]) -> None:

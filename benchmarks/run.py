@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import cli_start
@@ -27,7 +27,7 @@ import load
 import report
 from bench_recall import fill
 from load import Target
-from procs import Daemon, FakeUpstream
+from procs import BareRelay, Daemon, FakeUpstream
 
 from memproxy_cli.memory.local import LocalMemoryBackend
 
@@ -67,15 +67,44 @@ async def latency_pair(direct: Target, gateway: Target, plan: Plan) -> dict[str,
     return out
 
 
+class Measured(Protocol):
+    def cpu_s(self) -> float: ...
+
+
+async def _rate(
+    target: Target, proc: Measured | None, stream: bool, concurrency: int, seconds: float
+) -> tuple[float, float | None]:
+    """(requests/s, CPU ms per request of `proc`) for one throughput run."""
+    cpu0 = proc.cpu_s() if proc is not None else 0.0
+    rps, done = await load.throughput_counted(target, stream, concurrency, seconds)
+    cpu_ms = (proc.cpu_s() - cpu0) * 1000 / done if proc is not None and done else None
+    return rps, cpu_ms
+
+
 async def throughput_pair(
-    direct: Target, gateway: Target, plan: Plan, cases: tuple[tuple[int, bool], ...]
+    direct: Target,
+    bare: tuple[Target, Measured],
+    gateway: tuple[Target, Measured],
+    plan: Plan,
+    cases: tuple[tuple[int, bool], ...],
 ) -> dict[str, Any]:
+    """Direct, the bare relay and the gateway, one after the other, per case."""
     out: dict[str, Any] = {}
     for concurrency, stream in cases:
-        d = await load.throughput(direct, stream, concurrency, plan.throughput_s)
-        g = await load.throughput(gateway, stream, concurrency, plan.throughput_s)
+        d, _ = await _rate(direct, None, stream, concurrency, plan.throughput_s)
+        b, b_cpu = await _rate(*bare, stream, concurrency, plan.throughput_s)
+        g, g_cpu = await _rate(*gateway, stream, concurrency, plan.throughput_s)
         key = f"c{concurrency}" + ("_stream" if stream else "")
-        out[key] = {"direct_rps": round(d, 1), "gateway_rps": round(g, 1), "share": round(g / d, 3)}
+        out[key] = {
+            "direct_rps": round(d, 1),
+            "bare_rps": round(b, 1),
+            "gateway_rps": round(g, 1),
+            "share": round(g / d, 3),
+            "bare_share": round(b / d, 3),
+            "share_of_bare": round(g / b, 3),
+            "bare_cpu_ms": None if b_cpu is None else round(b_cpu, 3),
+            "gateway_cpu_ms": None if g_cpu is None else round(g_cpu, 3),
+        }
     return out
 
 
@@ -111,7 +140,17 @@ async def soak(daemon: Daemon, gateway: Target, plan: Plan) -> dict[str, Any]:
     }
 
 
-async def baseline(root: Path, fake: FakeUpstream, plan: Plan, results: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Servers:
+    fake: FakeUpstream
+    bare: BareRelay
+
+    def bare_target(self) -> tuple[Target, BareRelay]:
+        return Target(chat_url(self.bare.base), load.headers_for(None)), self.bare
+
+
+async def baseline(root: Path, servers: Servers, plan: Plan, results: dict[str, Any]) -> None:
+    fake = servers.fake
     daemon = Daemon(root / "baseline", fake.base, {"backend": "none"})
     try:
         ready_rss = round(daemon.rss_mb(), 1)
@@ -126,7 +165,9 @@ async def baseline(root: Path, fake: FakeUpstream, plan: Plan, results: dict[str
         results["latency"] = await latency_pair(direct, gateway, plan)
         report.latency(results["latency"])
         cases = ((16, False), (64, False), (16, True))
-        results["throughput"] = await throughput_pair(direct, gateway, plan, cases)
+        results["throughput"] = await throughput_pair(
+            direct, servers.bare_target(), (gateway, daemon), plan, cases
+        )
         report.throughput(results["throughput"])
         results["daemon"]["rss_after_warmup_mb"] = round(daemon.rss_mb(), 1)
         cpu0 = daemon.cpu_s()
@@ -142,7 +183,8 @@ async def baseline(root: Path, fake: FakeUpstream, plan: Plan, results: dict[str
         daemon.down()
 
 
-async def with_memory(root: Path, fake: FakeUpstream, plan: Plan, size: int) -> dict[str, Any]:
+async def with_memory(root: Path, servers: Servers, plan: Plan, size: int) -> dict[str, Any]:
+    fake = servers.fake
     home = root / f"memory-{size}"
     home.mkdir(parents=True)
     store_file = home / "memory.sqlite3"
@@ -160,7 +202,9 @@ async def with_memory(root: Path, fake: FakeUpstream, plan: Plan, size: int) -> 
         injected = await memories_header(gateway)
         out: dict[str, Any] = {"size": size, "fill_s": round(fill_s, 1), "injected": injected}
         out["latency"] = await latency_pair(direct, gateway, plan)
-        out["throughput"] = await throughput_pair(direct, gateway, plan, ((16, False),))
+        out["throughput"] = await throughput_pair(
+            direct, servers.bare_target(), (gateway, daemon), plan, ((16, False),)
+        )
         return out
     finally:
         daemon.down()
@@ -185,18 +229,21 @@ def machine() -> dict[str, Any]:
 
 async def run(plan: Plan, results: dict[str, Any]) -> None:
     fake = FakeUpstream()
+    bare = BareRelay(fake.base)
+    servers = Servers(fake, bare)
     try:
         with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp:
             root = Path(tmp)
-            await baseline(root, fake, plan, results)
+            await baseline(root, servers, plan, results)
             results["up"] = up_times(root, fake.base, plan.up_repeats)
             results["memory"] = []
             for size in plan.sizes:
-                results["memory"].append(await with_memory(root, fake, plan, size))
+                results["memory"].append(await with_memory(root, servers, plan, size))
             report.memory(results["memory"])
             report.daemon(results["daemon"], results["up"])
             report.cli(results["cli"])
     finally:
+        bare.close()
         fake.close()
 
 

@@ -44,6 +44,9 @@ def test_quick_benchmark_prints_every_section(tmp_path: Path) -> None:
     assert figures["latency"]["non_stream"]["gateway"]["n"] > 0
     assert figures["latency"]["stream_ttft"]["gateway"]["n"] > 0
     assert set(figures["throughput"]) >= {"c16", "c64"}
+    c16 = figures["throughput"]["c16"]
+    assert c16["bare_rps"] > 0 and c16["gateway_rps"] > 0
+    assert c16["gateway_cpu_ms"] > 0 and c16["bare_cpu_ms"] > 0
     assert [run["size"] for run in figures["memory"]] == [300]
     assert figures["memory"][0]["injected"] not in (None, "0")
     assert len(figures["daemon"]["soak"]["samples"]) == 5
