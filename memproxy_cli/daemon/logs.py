@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from memproxy_cli.memory.redact import may_hold_secret, redact
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -69,21 +71,64 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+FLUSH_INTERVAL_S = 0.5
+"""How long an INFO line may sit in the file's buffer; warnings and errors go out at once."""
+
+
 class _RotatingFile(logging.handlers.RotatingFileHandler):
     """Rotates on the file's size so far: the stock check formats every record a second
-    time and stats the file twice per line."""
+    time and stats the file twice per line.
+
+    Flushes a WARNING or worse at once, INFO lines at most every FLUSH_INTERVAL_S (one write
+    per batch of lines instead of one per request); `flush_logs()` pushes out the rest.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flushed_at = 0.0
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         if self.stream is None:
             self.stream = self._open()
         return int(self.maxBytes > 0 and self.stream.tell() >= self.maxBytes)
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.shouldRollover(record):
+                self.doRollover()
+            stream = self.stream or self._open()
+            self.stream = stream
+            stream.write(self.format(record) + self.terminator)
+            now = time.monotonic()
+            if record.levelno >= logging.WARNING or now - self._flushed_at >= FLUSH_INTERVAL_S:
+                self._flushed_at = now
+                stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def flush_logs() -> None:
+    """Write out every line the root handlers still hold in their buffers."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp = (-1, "")  # (epoch second, its text): one tuple, so threads see a pair
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        cached, text = self._stamp
+        if second != cached:  # strftime once per second, not once per line
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, text)
+        return f"{text}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -94,7 +139,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         # The whole line, so secrets inside non-string extras (dicts, lists) are caught too.
-        return redact_text(json.dumps(entry, default=str))
+        return redact_text(_dumps(entry))
+
+
+def _dumps(entry: dict[str, object]) -> str:
+    try:
+        return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # e.g. an integer wider than 64 bits
+        return json.dumps(entry, default=str)
 
 
 def setup_logging(log_file: Path, level: str = "INFO", to_stderr: bool = False) -> None:

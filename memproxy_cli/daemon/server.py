@@ -15,7 +15,13 @@ from aiohttp import web
 from memproxy_cli import __version__
 from memproxy_cli.config import Config, ConfigError, load_config
 from memproxy_cli.daemon.control import Controller, build_control_app
-from memproxy_cli.daemon.logs import config_secrets, register_secrets, setup_logging
+from memproxy_cli.daemon.logs import (
+    FLUSH_INTERVAL_S,
+    config_secrets,
+    flush_logs,
+    register_secrets,
+    setup_logging,
+)
 from memproxy_cli.gateway.app import build_app, seed_budgets
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
@@ -36,7 +42,10 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
         pass
-    return asyncio.run(_serve(config, config_file, paths))
+    try:
+        return asyncio.run(_serve(config, config_file, paths))
+    finally:
+        flush_logs()
 
 
 async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
@@ -106,13 +115,22 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     gc.collect()
     gc.freeze()
     log.info("serving", extra={"url": url, "pid": os.getpid(), "version": __version__})
+    flusher = loop.create_task(_flush_logs_every(FLUSH_INTERVAL_S))
     await stop.wait()
+    flusher.cancel()
     log.info("stopping: draining in-flight requests", extra={"inflight": state.inflight})
     await runner.cleanup()
     await control.cleanup()
     _remove_state_files(paths)
     log.info("stopped")
     return 0
+
+
+async def _flush_logs_every(seconds: float) -> None:
+    """Lines logged at INFO wait in the file's buffer; push them out on a timer."""
+    while True:
+        await asyncio.sleep(seconds)
+        flush_logs()
 
 
 def _bound_port(site: web.TCPSite) -> int | None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 BODY_CAP = 32 * 1024
 """The most bytes of an error body `classify` looks at."""
 
@@ -45,12 +47,13 @@ class Classification:
 
 
 _OK = Classification(Verdict.OK, None, "ok")
+_CASE_BLIND = (CIMultiDict, CIMultiDictProxy)  # aiohttp's and our own header maps
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup that also works on plain dicts."""
     value = headers.get(name)
-    if value is None:
+    if value is None and not isinstance(headers, _CASE_BLIND):
         value = next((v for k, v in headers.items() if k.lower() == name), None)
     return value
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -53,7 +52,7 @@ class _Origin:
 
     origin: str
     stored: dict[str, list[CookieRecord]] = field(default_factory=dict)
-    jar: aiohttp.CookieJar | None = None
+    jar: TrackingJar | None = None
     session: aiohttp.ClientSession | None = None
     httpx_cookies: httpx.Cookies | None = None
     httpx_client: httpx.AsyncClient | None = None
@@ -129,9 +128,25 @@ def _restorable(origin: str, records: list[CookieRecord]) -> list[str]:
     return lines
 
 
-def restore_aiohttp_jar(origin: str, records: list[CookieRecord]) -> aiohttp.CookieJar:
-    # unsafe=True accepts cookies from IP hosts: each jar only ever talks to its one origin.
-    jar = aiohttp.CookieJar(unsafe=True)
+class TrackingJar(aiohttp.CookieJar):
+    """A cookie jar that calls `on_change` after a response offered it cookies.
+
+    Cheaper than a per-session TraceConfig, which costs every request its trace calls.
+    """
+
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        # unsafe=True accepts cookies from IP hosts: each jar only ever talks to its one origin.
+        super().__init__(unsafe=True)
+        self.on_change = on_change
+
+    def update_cookies_from_headers(self, headers: Sequence[str], response_url: URL) -> None:
+        super().update_cookies_from_headers(headers, response_url)
+        if headers and self.on_change is not None:
+            self.on_change()
+
+
+def restore_aiohttp_jar(origin: str, records: list[CookieRecord]) -> TrackingJar:
+    jar = TrackingJar()
     headers = _restorable(origin, records)
     if headers:
         jar.update_cookies_from_headers(headers, URL(origin))
@@ -193,13 +208,15 @@ class SessionManager:
         state = self._origin(url)
         if state.session is None or state.session.closed:
             if state.jar is None:
-                state.jar = restore_aiohttp_jar(state.origin, state.stored.get(AIOHTTP, []))
+                jar = restore_aiohttp_jar(state.origin, state.stored.get(AIOHTTP, []))
+                origin = state.origin
+                jar.on_change = lambda: self._jar_changed(origin)
+                state.jar = jar
             state.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._limit_per_host),
                 cookie_jar=state.jar,
                 headers={"User-Agent": self._user_agent},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
-                trace_configs=[self._trace_for(state.origin)],
             )
         return state.session
 
@@ -222,17 +239,6 @@ class SessionManager:
             # httpx copies the cookies it is given; its own jar is the live one.
             state.httpx_cookies = state.httpx_client.cookies
         return state.httpx_client
-
-    def _trace_for(self, origin: str) -> aiohttp.TraceConfig:
-        async def on_end(
-            _s: aiohttp.ClientSession, _c: SimpleNamespace, p: aiohttp.TraceRequestEndParams
-        ) -> None:
-            if "Set-Cookie" in p.response.headers:
-                self._jar_changed(origin)
-
-        trace = aiohttp.TraceConfig()
-        trace.on_request_end.append(on_end)
-        return trace
 
     async def _on_httpx_response(self, response: httpx.Response) -> None:
         from memproxy_cli.upstream.cloudflare import classify
