@@ -253,3 +253,24 @@ def test_close_without_start_keeps_the_rows(paths: Paths) -> None:
     again.start()
     again.close()
     assert sorted(_stored_ids(None, paths)) == sorted(r.request_id for r in rows)
+
+
+def test_write_batch_stores_every_row_of_an_uneven_batch_once(
+    store_url: str | None, paths: Paths
+) -> None:
+    from memproxy_cli.store.engine import open_engine
+    from memproxy_cli.store.insert import write_batch
+    from memproxy_cli.store.migrations import migrate
+
+    engine = open_engine(store_url, paths)
+    migrate(engine)
+    rows = [make_row(extra={"n": i}, ttft_ms=float(i)) for i in range(75)]  # 32+32+8+2+1
+    try:
+        assert len(write_batch(engine, rows)) == 75
+        assert write_batch(engine, rows[:40]) == []  # a replay inserts nothing
+    finally:
+        engine.dispose()
+    stored = {r["request_id"]: r for r in open_queries(store_url, paths).recent_rows(1000)}
+    assert len(stored) == 75
+    for row in (rows[0], rows[40], rows[74]):
+        assert {k: stored[row.request_id][k] for k in row.to_dict()} == row.to_dict()
