@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from memproxy_cli.budget.breaker import CircuitBreaker
@@ -53,7 +54,12 @@ class BudgetVerdict:
 
 def period_keys(project: str, when: float) -> tuple[str, str]:
     """The Redis keys (also the local counter keys) of a project's UTC day and month."""
-    moment = datetime.fromtimestamp(when, UTC)
+    return _period_keys(project, int(when // 86_400))
+
+
+@lru_cache(maxsize=1024)
+def _period_keys(project: str, day_number: int) -> tuple[str, str]:
+    moment = datetime.fromtimestamp(day_number * 86_400, UTC)
     base = f"{KEY_PREFIX}{project}:"
     return base + moment.strftime("%Y-%m-%d"), base + moment.strftime("%Y-%m")
 

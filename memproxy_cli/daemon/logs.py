@@ -76,21 +76,29 @@ FLUSH_INTERVAL_S = 0.5
 
 
 class _RotatingFile(logging.handlers.RotatingFileHandler):
-    """Rotates on the file's size so far: the stock check formats every record a second
-    time and stats the file twice per line.
+    """Rotates on the bytes written so far, counted here: the stock check formats every record
+    a second time and stats the file, and asking the text stream for its position (`tell`)
+    flushes it and costs ~0.1 ms a line.
 
     Flushes a WARNING or worse at once, INFO lines at most every FLUSH_INTERVAL_S (one write
     per batch of lines instead of one per request); `flush_logs()` pushes out the rest.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self._flushed_at = 0.0
+        self._size = 0  # bytes in the current file, set again each time it is opened
+        super().__init__(*args, **kwargs)
+
+    def _open(self) -> Any:
+        stream = super()._open()
+        stream.seek(0, 2)  # append mode: the position is the size
+        self._size = stream.tell()
+        return stream
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         if self.stream is None:
             self.stream = self._open()
-        return int(self.maxBytes > 0 and self.stream.tell() >= self.maxBytes)
+        return int(self.maxBytes > 0 and self._size >= self.maxBytes)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -98,7 +106,9 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
                 self.doRollover()
             stream = self.stream or self._open()
             self.stream = stream
-            stream.write(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
+            stream.write(line)
+            self._size += len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
             now = time.monotonic()
             if record.levelno >= logging.WARNING or now - self._flushed_at >= FLUSH_INTERVAL_S:
                 self._flushed_at = now

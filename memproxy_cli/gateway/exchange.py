@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +15,13 @@ from memproxy_cli.gateway.usage import Tally
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.routing import Route
 
+# Ids only need to be unique, not secret: the PRNG costs no system call (os.urandom did, three
+# times a request), and the random module reseeds itself in a forked child.
+_bits = random.getrandbits
+
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    return f"req_{_bits(96):024x}"
 
 
 def traceparent_for(incoming: str | None) -> tuple[str, str]:
@@ -32,10 +36,14 @@ def traceparent_for(incoming: str | None) -> tuple[str, str]:
             and _is_hex(parts[1])
             and parts[1] != "0" * 32
         ):
-            child = f"{parts[0]}-{parts[1]}-{os.urandom(8).hex()}-{parts[3][:2]}"
+            child = f"{parts[0]}-{parts[1]}-{_span_id()}-{parts[3][:2]}"
             return child, parts[1]
-    trace_id = os.urandom(16).hex()
-    return f"00-{trace_id}-{os.urandom(8).hex()}-01", trace_id
+    trace_id = f"{_bits(128) or 1:032x}"  # all-zero ids are invalid (W3C trace context)
+    return f"00-{trace_id}-{_span_id()}-01", trace_id
+
+
+def _span_id() -> str:
+    return f"{_bits(64) or 1:016x}"
 
 
 def _is_hex(value: str) -> bool:
