@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from memproxy_cli.gateway.client_ua import parse_client
 
 if TYPE_CHECKING:
@@ -88,7 +90,9 @@ def resolve_identity(
     )
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers  # aiohttp's request headers already ignore case
     lowered: dict[str, str] = {}
     for key, value in headers.items():
         lowered.setdefault(key.lower(), value)

@@ -77,6 +77,16 @@ def cost_usd(
         return None
 
 
+def _find_or_none(
+    model: str, provider: str | None, config: Config | None, prices: PriceMap
+) -> dict[str, float] | None:
+    try:
+        return find_price(model, provider, prices, config.pricing if config is not None else {})
+    except Exception:
+        log.warning("cannot price model %r", model, exc_info=True)
+        return None
+
+
 def _priced(price: dict[str, float], usage: Mapping[str, int | None], *, anthropic: bool) -> float:
     prompt = usage.get("prompt_tokens") or 0
     completion = usage.get("completion_tokens") or 0
@@ -97,6 +107,9 @@ class PriceTable:
 
     def __init__(self, prices: PriceMap | None = None) -> None:
         self._prices: PriceMap | None = prices
+        # Prices found per (model, provider), for one config and one loaded table.
+        self._found: dict[tuple[str, str | None], dict[str, float] | None] = {}
+        self._found_for: tuple[object, object] = (None, None)
         self._ready = threading.Event()
         if prices is not None:
             self._ready.set()
@@ -128,7 +141,22 @@ class PriceTable:
     ) -> float | None:
         """Cost now; None while the table is still loading (never blocks)."""
         # Config overrides price a model even before the table has loaded.
-        return cost_usd(model, provider, usage, config, self._prices or {})
+        prices = self._prices or {}
+        if not model:
+            return None
+        cached_config, cached_prices = self._found_for
+        if cached_config is not config or cached_prices is not self._prices:  # reload, or loaded
+            self._found, self._found_for = {}, (config, self._prices)
+        key = (model, provider)
+        try:
+            price = self._found[key]
+        except KeyError:
+            price = _find_or_none(model, provider, config, prices)
+            if len(self._found) < 4096:
+                self._found[key] = price
+        if price is None:
+            return None
+        return _priced(price, usage, anthropic=(provider or "").endswith("anthropic"))
 
 
 def _read_bundled_prices() -> PriceMap | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from yarl import URL
@@ -42,6 +43,7 @@ class Route:
         return join_base(self.base_url, self.provider, path)
 
 
+@lru_cache(maxsize=256)
 def join_base(base: str, provider: str, path: str) -> str:
     """Join a provider base and an API path, adding /v1 when the base carries no path."""
     url = URL(base)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,9 @@ def default_user_agent() -> str:
     return f"memproxy/{__version__}"
 
 
+@lru_cache(maxsize=256)
 def origin_of(url: str) -> str:
-    u = URL(url)
-    return str(u.origin())
+    return str(URL(url).origin())
 
 
 @dataclass
