@@ -118,7 +118,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
     listeners = (
         ", ".join(f"{x['project']}:{x['port']}" for x in data.get("listeners", [])) or "none"
     )
-    output.out.print(
+    output.print(
         f"memproxy {data['version']} running at {data['url']}\n"
         f"  pid       {data['pid']}\n"
         f"  uptime    {_duration(float(data['uptime_s']))}\n"
