@@ -96,7 +96,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
     Example: memproxy status --json
     """
     from memproxy_cli import __version__
-    from memproxy_cli.daemon import client, process
+    from memproxy_cli.daemon import process
     from memproxy_cli.paths import get_paths
 
     paths = get_paths()
@@ -107,6 +107,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
         else:
             output.say("memproxy is not running (start it with `memproxy up`)")
         raise typer.Exit(int(ExitStatus.DAEMON))
+    from memproxy_cli.daemon import client
+
     try:
         _, data = client.call(paths, "GET", "/status", timeout=5)
     except client.DaemonUnavailable:
@@ -118,7 +120,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
     listeners = (
         ", ".join(f"{x['project']}:{x['port']}" for x in data.get("listeners", [])) or "none"
     )
-    output.out.print(
+    output.print(
         f"memproxy {data['version']} running at {data['url']}\n"
         f"  pid       {data['pid']}\n"
         f"  uptime    {_duration(float(data['uptime_s']))}\n"

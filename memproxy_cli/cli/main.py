@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
@@ -70,4 +71,14 @@ def main() -> None:
         from memproxy_cli.cli.completions_cmds import enable_runtime_completion
 
         enable_runtime_completion()
+    elif asks_for_help(sys.argv[1:]):
+        from memproxy_cli.cli.help_format import import_help_formatter
+
+        import_help_formatter()
     app(prog_name="memproxy")
+
+
+def asks_for_help(args: list[str]) -> bool:
+    """True when ARGS print help: none at all, or -h/--help before any `--`."""
+    head = args[: args.index("--")] if "--" in args else args
+    return not head or "--help" in head or "-h" in head

@@ -8,13 +8,14 @@ import typer
 
 from memproxy_cli.cli.context import ExitStatus, output
 from memproxy_cli.cli.logs_cmds import open_store, since_ts
-from memproxy_cli.store.queries import COUNT_COLUMNS
 
 GROUPS = ("project", "model", "day")
 
 
 def render_totals(by: str, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
+
+    from memproxy_cli.store.queries import COUNT_COLUMNS
 
     table = Table(box=None, header_style="bold", show_footer=len(rows) > 1)
     total = {k: sum(r[k] for r in rows) for k in (*COUNT_COLUMNS, "cost_usd")}

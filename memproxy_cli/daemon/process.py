@@ -8,8 +8,6 @@ import signal
 import sys
 import time
 import traceback
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +65,9 @@ def pid_alive(pid: int) -> bool:
 
 
 def health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    import urllib.error  # not at the top: `memproxy status` and `ports` never need it
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
             data: dict[str, Any] = json.loads(resp.read())
