@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,6 +42,28 @@ def open_engine(
     return create_engine(url, connect_args=args, pool_pre_ping=True, pool_size=2)
 
 
+def _use_wal(cur: Any, timeout_s: float) -> None:
+    """Switch the file to WAL (a persistent setting: once is enough).
+
+    Switching takes an exclusive lock and SQLite does not always wait for it (two new
+    connections racing on a fresh file get "database is locked" at once), so retry until
+    the busy timeout is spent.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     from sqlalchemy import create_engine, event
 
@@ -51,8 +74,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         # The driver's implicit transactions are off; "begin" below issues our own.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        _use_wal(cur, busy_timeout_ms / 1000)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
