@@ -10,6 +10,8 @@ from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from memproxy_cli.store.models import daily_spend, request_log
 from memproxy_cli.store.queries import COUNT_COLUMNS
 from memproxy_cli.store.rows import RequestRow
@@ -56,6 +58,13 @@ def write_batch(engine: Engine, rows: Sequence[RequestRow]) -> list[RequestRow]:
     return inserted
 
 
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # e.g. an integer wider than 64 bits
+        return json.dumps(value, default=str)
+
+
 def _dialect_insert(dialect_name: str) -> Any:
     if dialect_name == "postgresql":
         from sqlalchemy.dialects import postgresql
@@ -74,7 +83,7 @@ def _row_values(row: RequestRow) -> dict[str, Any]:
 
 def _row_tuple(row: RequestRow) -> tuple[Any, ...]:
     values = _values_of(row)
-    extra = json.dumps(values[_EXTRA], default=str) if values[_EXTRA] else None
+    extra = _json(values[_EXTRA]) if values[_EXTRA] else None
     return (*values[:_EXTRA], extra, *values[_EXTRA + 1 :])
 
 
@@ -142,7 +151,7 @@ def _insert_rows_sqlite(conn: Connection, rows: list[RequestRow]) -> set[str]:
 
     Inside BEGIN IMMEDIATE nobody else writes, so rows not present before are the ones inserted.
     """
-    ids = json.dumps([r.request_id for r in rows])
+    ids = _json([r.request_id for r in rows])
     existing = {row[0] for row in conn.exec_driver_sql(_EXISTING_SQLITE, (ids,))}
     fresh = [r for r in rows if r.request_id not in existing]
     values = [_row_tuple(r) for r in fresh]

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 CommitHook = Callable[[list[RequestRow]], None]
 _MAX_BACKOFF_S = 5.0
-_FILL_POLL_S = 0.01  # while a batch fills up
 
 
 class SpendWriter:
@@ -49,6 +48,7 @@ class SpendWriter:
         self._queue_max = queue_max
         self._rows: deque[RequestRow] = deque()
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # set when a batch is full, or on close
         self._closed = False
         self._spill = SpillFile(paths.spill_file)
         self._hooks: list[CommitHook] = []
@@ -78,6 +78,8 @@ class SpendWriter:
         try:
             if len(self._rows) < self._queue_max and not self._closed:
                 self._rows.append(row)
+                if len(self._rows) >= self._batch_rows and not self._wake.is_set():
+                    self._wake.set()
             else:
                 self._to_spill([row])
         except Exception:  # never let accounting break a request
@@ -86,6 +88,7 @@ class SpendWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Drain the queue into the store (or the spill file) and stop the thread."""
         self._stopping.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -157,7 +160,8 @@ class SpendWriter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._stopping.wait(min(remaining, _FILL_POLL_S) if self._rows else remaining)
+            self._wake.wait(remaining)  # no polling: submit() wakes the thread on a full batch
+            self._wake.clear()
         return self._pop(self._batch_rows)
 
     def _flush(self, batch: list[RequestRow]) -> None:
