@@ -161,6 +161,12 @@ def _dumps(entry: dict[str, object]) -> str:
 
 def setup_logging(log_file: Path, level: str = "INFO", to_stderr: bool = False) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The JSON lines carry none of the caller's file, line, thread or process: do not compute
+    # them for every record (the logging HOWTO's "Optimization" settings).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler: logging.Handler = _RotatingFile(
         log_file, maxBytes=20 * 1024 * 1024, backupCount=3, encoding="utf-8"
     )
