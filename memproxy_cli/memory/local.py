@@ -5,9 +5,10 @@ the scope), then blends in recency in Python: score = (1 - w) * relevance + w * 
 relevance is BM25 scaled to the best candidate (0..1] and freshness halves every half-life.
 Terms that match a large share of the store (a `"use"*` in a 100k-memory project) would make
 BM25 score tens of thousands of rows while adding little: terms are taken rarest first until
-their matches would exceed `TERM_MATCH_BUDGET` (the rarest term is always kept); when even the
-rarest term matches more, only its newest `TERM_MATCH_BUDGET` matches (by insertion order) are
-ranked, which recency would favour anyway.
+their matches would exceed `TERM_MATCH_BUDGET` (the rarest term is always kept), and only the
+newest `TERM_MATCH_BUDGET` matches (by insertion order) are ranked, which recency would favour
+anyway. Those matches and their BM25 scores are kept between recalls (match_window.py): a later
+recall with the same terms scores only the turns stored since.
 A query with nothing searchable left (empty, or only stop words) returns no memories: injecting
 whatever is recent would be noise, not recall.
 """
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.fts_query import match_expression, query_terms, term_expression
+from memproxy_cli.memory.match_window import Match, Window, WindowCache, new_window
 from memproxy_cli.memory.redact import redact
 from memproxy_cli.memory.turn_text import format_turn
 
@@ -40,6 +42,17 @@ TERM_MATCH_BUDGET = 400
 _FLOOR_SQL = (
     "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
 )
+# CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows).
+_MATCHES_SQL = """
+SELECT bm25(memories_fts), -memories_fts.rowid, m.scope, m.created_at
+FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? ORDER BY memories_fts.rowid
+"""
+_ROWS_SQL = """
+SELECT rowid, id, scope, text, created_at, metadata FROM memories
+WHERE rowid IN (SELECT value FROM json_each(?))
+"""
+_CHANGES_SQL = "SELECT changes FROM memories_version"
 _COUNT_SQL = (
     "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 )
@@ -70,14 +83,22 @@ CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF text ON memories BEGIN
     INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
     INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
 END;
+-- How many memories were ever deleted or rewritten, by any process: kept match windows are
+-- only valid while it stays the same (rows are otherwise only appended, with growing rowids).
+CREATE TABLE IF NOT EXISTS memories_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    changes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS memories_version_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_version (id, changes) VALUES (1, 1)
+    ON CONFLICT (id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS memories_version_au AFTER UPDATE ON memories BEGIN
+    INSERT INTO memories_version (id, changes) VALUES (1, 1)
+    ON CONFLICT (id) DO UPDATE SET changes = changes + 1;
+END;
 """
 
-_SEARCH_SQL = """
-SELECT m.id, m.scope, m.text, m.created_at, m.metadata, bm25(memories_fts) AS rank
-FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ?
-ORDER BY rank LIMIT ?
-"""
 _LIST_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
 ORDER BY m.created_at DESC, m.rowid DESC LIMIT ? OFFSET ?
@@ -121,6 +142,7 @@ class LocalMemoryBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
         self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="memproxy-recall")
         self._term_counts: dict[str, tuple[float, int]] = {}
+        self._windows = WindowCache()
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -203,21 +225,43 @@ class LocalMemoryBackend:
         if expression is None:
             return []
         conn = self._connection()
-        floor = 0
-        if hits > TERM_MATCH_BUDGET:
-            row = conn.execute(_FLOOR_SQL, (expression, TERM_MATCH_BUDGET)).fetchone()
-            floor = row[0] if row else 0
-        rows = conn.execute(_SEARCH_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
-        if not rows:
+        candidates = self._window(conn, expression, hits).best(scope, CANDIDATES)
+        if not candidates:
             return []
-        best = max(-row[5] for row in rows) or 1.0
+        best = -candidates[0].bm25 or 1.0
         now = time.time() if now is None else now
         scored = [
-            _row_to_memory(row, blend(-row[5] / best, row[3], now, self.half_life_days))
-            for row in rows
+            (blend(-m.bm25 / best, m.created_at, now, self.half_life_days), m.rowid)
+            for m in candidates
         ]
-        scored.sort(key=lambda m: m.score, reverse=True)
-        return scored[:k]
+        scored.sort(key=lambda pair: pair[0], reverse=True)
+        top = scored[:k]
+        ids = json.dumps([rowid for _, rowid in top])
+        rows = {row[0]: row[1:] for row in conn.execute(_ROWS_SQL, (ids,))}
+        return [_row_to_memory(rows[rowid], score) for score, rowid in top if rowid in rows]
+
+    def _window(self, conn: sqlite3.Connection, expression: str, hits: int) -> Window:
+        """The newest `TERM_MATCH_BUDGET` matches of `expression`, kept or topped up."""
+        budget = TERM_MATCH_BUDGET
+        row = conn.execute(_CHANGES_SQL).fetchone()
+        changes = int(row[0]) if row else 0
+        window = self._windows.get(expression, budget, changes)
+        if window is not None:
+            window = window.extended(self._matches(conn, expression, window.high_water + 1))
+            if window.worn:
+                window = None
+        if window is None:
+            floor = 0
+            if hits > budget:
+                row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
+                floor = row[0] if row else 0
+            window = new_window(self._matches(conn, expression, floor), budget, changes)
+        self._windows.put(expression, window)
+        return window
+
+    @staticmethod
+    def _matches(conn: sqlite3.Connection, expression: str, from_rowid: int) -> list[Match]:
+        return [Match(*row) for row in conn.execute(_MATCHES_SQL, (expression, from_rowid))]
 
     def add_sync(self, scope: str, turn: Turn) -> str:
         memory_id = secrets.token_hex(8)
@@ -275,6 +319,8 @@ class LocalMemoryBackend:
     # -- the MemoryBackend protocol ---------------------------------------------------------
 
     async def search(self, scope: str, query: str, k: int) -> list[Memory]:
+        if k <= 0 or not query_terms(query):
+            return []  # nothing to look up: not worth a trip to a reader thread
         return await self._read(self.search_sync, scope, query, k)
 
     async def add(self, scope: str, turn: Turn) -> str | None:
