@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import secrets
 import sqlite3
@@ -29,11 +30,13 @@ from typing import Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.fts_query import match_expression, query_terms, term_expression
+from memproxy_cli.memory.local_schema import SCHEMA, rebuild_fts_if_outdated
 from memproxy_cli.memory.match_window import Match, Window, WindowCache, new_window
 from memproxy_cli.memory.redact import redact
 from memproxy_cli.memory.turn_text import format_turn
 
 T = TypeVar("T")
+log = logging.getLogger("memproxy.memory")
 
 CANDIDATES = 50
 READERS = 2  # searches in parallel (SQLite releases the GIL while it steps)
@@ -59,45 +62,6 @@ _COUNT_SQL = (
 RECENCY_WEIGHT = 0.3
 _DAY = 86400.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS memories (
-    rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    scope TEXT NOT NULL,
-    text TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS memories_scope_created ON memories (scope, created_at);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
-    text, content='memories', content_rowid='rowid',
-    tokenize='porter unicode61 remove_diacritics 2', prefix='3'
-);
-CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF text ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
--- How many memories were ever deleted or rewritten, by any process: kept match windows are
--- only valid while it stays the same (rows are otherwise only appended, with growing rowids).
-CREATE TABLE IF NOT EXISTS memories_version (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    changes INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS memories_version_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_version (id, changes) VALUES (1, 1)
-    ON CONFLICT (id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS memories_version_au AFTER UPDATE ON memories BEGIN
-    INSERT INTO memories_version (id, changes) VALUES (1, 1)
-    ON CONFLICT (id) DO UPDATE SET changes = changes + 1;
-END;
-"""
 
 _LIST_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
@@ -107,6 +71,11 @@ _EXPORT_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata
 FROM memories AS m WHERE m.scope = ? ORDER BY m.created_at, m.rowid
 """
+
+
+def _matches(conn: sqlite3.Connection, expression: str, from_rowid: int) -> list[Match]:
+    """Matches from `from_rowid` on, scored by FTS5's bm25()."""
+    return [Match(*row) for row in conn.execute(_MATCHES_SQL, (expression, from_rowid))]
 
 
 def _row_to_memory(row: Sequence[Any], score: float = 0.0) -> Memory:
@@ -150,8 +119,12 @@ class LocalMemoryBackend:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (each executor thread, and a CLI caller, has its own)."""
+    def _connection(self, reader: bool = False) -> sqlite3.Connection:
+        """This thread's connection (each executor thread, and a CLI caller, has its own).
+
+        The first connection that may write also brings an outdated text index up to date
+        (never a reader: a recall has a time budget).
+        """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +134,23 @@ class LocalMemoryBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA)
+            if not reader:
+                self._rebuild_outdated_index(conn)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    def _rebuild_outdated_index(self, conn: sqlite3.Connection) -> None:
+        started = time.monotonic()
+        if rebuild_fts_if_outdated(conn):
+            self._windows.clear()
+            log.info(
+                "memory: reindexed %s for faster recall in %.1f s",
+                self.path,
+                time.monotonic() - started,
+            )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -174,7 +159,7 @@ class LocalMemoryBackend:
         used: list[sqlite3.Connection] = []
 
         def call() -> T:
-            used.append(self._connection())
+            used.append(self._connection(reader=True))
             return fn(*args)
 
         try:
@@ -225,7 +210,8 @@ class LocalMemoryBackend:
         if expression is None:
             return []
         conn = self._connection()
-        candidates = self._window(conn, expression, hits).best(scope, CANDIDATES)
+        window = self._window(conn, expression, hits)
+        candidates = window.best(scope, CANDIDATES)
         if not candidates:
             return []
         best = -candidates[0].bm25 or 1.0
@@ -247,21 +233,26 @@ class LocalMemoryBackend:
         changes = int(row[0]) if row else 0
         window = self._windows.get(expression, budget, changes)
         if window is not None:
-            window = window.extended(self._matches(conn, expression, window.high_water + 1))
-            if window.worn:
-                window = None
+            window = self._topped_up(conn, expression, window)
         if window is None:
-            floor = 0
-            if hits > budget:
-                row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
-                floor = row[0] if row else 0
-            window = new_window(self._matches(conn, expression, floor), budget, changes)
+            window = self._full_window(conn, expression, hits, changes)
         self._windows.put(expression, window)
         return window
 
     @staticmethod
-    def _matches(conn: sqlite3.Connection, expression: str, from_rowid: int) -> list[Match]:
-        return [Match(*row) for row in conn.execute(_MATCHES_SQL, (expression, from_rowid))]
+    def _topped_up(conn: sqlite3.Connection, expression: str, window: Window) -> Window | None:
+        """`window` with the matches stored since; None when it is time for a full query."""
+        topped = window.extended(_matches(conn, expression, window.high_water + 1))
+        return None if topped.worn else topped
+
+    @staticmethod
+    def _full_window(conn: sqlite3.Connection, expression: str, hits: int, changes: int) -> Window:
+        budget = TERM_MATCH_BUDGET
+        floor = 0
+        if hits > budget:
+            row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
+            floor = row[0] if row else 0
+        return new_window(_matches(conn, expression, floor), budget, changes)
 
     def add_sync(self, scope: str, turn: Turn) -> str:
         memory_id = secrets.token_hex(8)
