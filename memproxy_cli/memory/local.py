@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
+from memproxy_cli.memory.fts_bm25 import calibrate, new_matches
 from memproxy_cli.memory.fts_query import match_expression, query_terms, term_expression
 from memproxy_cli.memory.local_schema import SCHEMA, rebuild_fts_if_outdated
 from memproxy_cli.memory.match_window import Match, Window, WindowCache, new_window
@@ -210,7 +211,7 @@ class LocalMemoryBackend:
         if expression is None:
             return []
         conn = self._connection()
-        window = self._window(conn, expression, hits)
+        window = self._window(conn, expression, hits, one_term=len(chosen) == 1)
         candidates = window.best(scope, CANDIDATES)
         if not candidates:
             return []
@@ -226,7 +227,9 @@ class LocalMemoryBackend:
         rows = {row[0]: row[1:] for row in conn.execute(_ROWS_SQL, (ids,))}
         return [_row_to_memory(rows[rowid], score) for score, rowid in top if rowid in rows]
 
-    def _window(self, conn: sqlite3.Connection, expression: str, hits: int) -> Window:
+    def _window(
+        self, conn: sqlite3.Connection, expression: str, hits: int, one_term: bool
+    ) -> Window:
         """The newest `TERM_MATCH_BUDGET` matches of `expression`, kept or topped up."""
         budget = TERM_MATCH_BUDGET
         row = conn.execute(_CHANGES_SQL).fetchone()
@@ -235,24 +238,38 @@ class LocalMemoryBackend:
         if window is not None:
             window = self._topped_up(conn, expression, window)
         if window is None:
-            window = self._full_window(conn, expression, hits, changes)
+            window = self._full_window(conn, expression, hits, one_term, changes)
         self._windows.put(expression, window)
         return window
 
     @staticmethod
     def _topped_up(conn: sqlite3.Connection, expression: str, window: Window) -> Window | None:
         """`window` with the matches stored since; None when it is time for a full query."""
-        topped = window.extended(_matches(conn, expression, window.high_water + 1))
+        since = window.high_water + 1
+        new = None
+        if window.calibration is not None:
+            new = new_matches(conn, expression, since, window.calibration)
+        if new is None:
+            new = _matches(conn, expression, since)
+        topped = window.extended(new)
         return None if topped.worn else topped
 
     @staticmethod
-    def _full_window(conn: sqlite3.Connection, expression: str, hits: int, changes: int) -> Window:
+    def _full_window(
+        conn: sqlite3.Connection, expression: str, hits: int, one_term: bool, changes: int
+    ) -> Window:
         budget = TERM_MATCH_BUDGET
-        floor = 0
-        if hits > budget:
-            row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
-            floor = row[0] if row else 0
-        return new_window(_matches(conn, expression, floor), budget, changes)
+        conn.execute("BEGIN")  # one snapshot: the calibration must see what bm25() saw
+        try:
+            floor = 0
+            if hits > budget:
+                row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
+                floor = row[0] if row else 0
+            matches = _matches(conn, expression, floor)
+            calibration = calibrate(conn, expression, floor) if one_term and matches else None
+        finally:
+            conn.execute("ROLLBACK")  # it only read
+        return new_window(matches, budget, changes, calibration)
 
     def add_sync(self, scope: str, turn: Turn) -> str:
         memory_id = secrets.token_hex(8)

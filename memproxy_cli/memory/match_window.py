@@ -20,7 +20,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from memproxy_cli.memory.fts_bm25 import Calibration
 
 MAX_WINDOWS = 64
 WINDOW_TTL_S = 30.0
@@ -47,6 +50,7 @@ class Window:
     budget: int
     changes: int  # the store's count of deleted or changed memories when built
     built_at: float  # time.monotonic() of the full query
+    calibration: Calibration | None = None  # scores new matches without bm25() (fts_bm25.py)
     appended: int = 0  # matches added since the full query
 
     def best(self, scope: str, n: int) -> list[Match]:
@@ -73,6 +77,7 @@ class Window:
             self.budget,
             self.changes,
             self.built_at,
+            self.calibration,
             self.appended + len(new),
         )
 
@@ -90,11 +95,16 @@ class Window:
         )
 
 
-def new_window(matches: Sequence[Match], budget: int, changes: int) -> Window:
+def new_window(
+    matches: Sequence[Match],
+    budget: int,
+    changes: int,
+    calibration: Calibration | None = None,
+) -> Window:
     """A window from a full query's matches (ascending rowids)."""
     kept = tuple(matches[-budget:])
     high = kept[-1].rowid if kept else 0
-    return Window(kept, tuple(sorted(kept)), high, budget, changes, time.monotonic())
+    return Window(kept, tuple(sorted(kept)), high, budget, changes, time.monotonic(), calibration)
 
 
 class WindowCache:
