@@ -16,6 +16,7 @@ whatever is recent would be noise, not recall.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,6 +97,17 @@ def blend(relevance: float, created_at: float, now: float, half_life_days: float
     age_days = max(0.0, now - created_at) / _DAY
     freshness = math.pow(0.5, age_days / half_life_days)
     return (1.0 - RECENCY_WEIGHT) * relevance + RECENCY_WEIGHT * freshness
+
+
+def rank(
+    candidates: Sequence[Match], now: float, half_life_days: float, k: int
+) -> list[tuple[float, int]]:
+    """The `k` best (score, rowid) of `candidates` (best BM25 first), blended with freshness."""
+    best = -candidates[0].bm25 or 1.0
+    scored = [
+        (blend(-m.bm25 / best, m.created_at, now, half_life_days), -m.order) for m in candidates
+    ]
+    return heapq.nlargest(k, scored, key=itemgetter(0))
 
 
 class LocalMemoryBackend:
@@ -215,14 +228,8 @@ class LocalMemoryBackend:
         candidates = window.best(scope, CANDIDATES)
         if not candidates:
             return []
-        best = -candidates[0].bm25 or 1.0
         now = time.time() if now is None else now
-        scored = [
-            (blend(-m.bm25 / best, m.created_at, now, self.half_life_days), m.rowid)
-            for m in candidates
-        ]
-        scored.sort(key=lambda pair: pair[0], reverse=True)
-        top = scored[:k]
+        top = rank(candidates, now, self.half_life_days, k)
         ids = json.dumps([rowid for _, rowid in top])
         rows = {row[0]: row[1:] for row in conn.execute(_ROWS_SQL, (ids,))}
         return [_row_to_memory(rows[rowid], score) for score, rowid in top if rowid in rows]

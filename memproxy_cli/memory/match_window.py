@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,15 +62,13 @@ class Window:
         """This window with `new` (rowids above `high_water`, ascending) appended."""
         if not new:
             return self
-        matches = (*self.matches, *new)
-        overflow = len(matches) - self.budget
+        matches = (*self.matches, *new)[-self.budget :]
+        gone = len(self.matches) + len(new) - len(matches)  # the oldest, beyond the budget
         ranked = list(self.ranked)
-        if overflow > 0:
-            dropped = {m.order for m in matches[:overflow]}
-            ranked = [m for m in ranked if m.order not in dropped]
-            matches = matches[overflow:]
-        ranked.extend(new)
-        ranked.sort()
+        for old in self.matches[:gone]:
+            del ranked[bisect_left(ranked, old)]
+        for match in new[max(0, gone - len(self.matches)) :]:
+            insort(ranked, match)
         return Window(
             matches,
             tuple(ranked),
