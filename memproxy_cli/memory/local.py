@@ -219,16 +219,26 @@ class LocalMemoryBackend:
         terms = query_terms(query)
         if not terms or k <= 0:
             return []
+        conn = self._connection()
+        # One read transaction: one snapshot (a window's calibration must see what bm25() saw)
+        # and one lock instead of one per statement.
+        conn.execute("BEGIN")
+        try:
+            return self._search(conn, scope, terms, k, time.time() if now is None else now)
+        finally:
+            conn.execute("ROLLBACK")  # it only read
+
+    def _search(
+        self, conn: sqlite3.Connection, scope: str, terms: list[str], k: int, now: float
+    ) -> list[Memory]:
         chosen, hits = self._selective_terms(terms)
         expression = match_expression(chosen)
         if expression is None:
             return []
-        conn = self._connection()
         window = self._window(conn, expression, hits, one_term=len(chosen) == 1)
         candidates = window.best(scope, CANDIDATES)
         if not candidates:
             return []
-        now = time.time() if now is None else now
         top = rank(candidates, now, self.half_life_days, k)
         ids = json.dumps([rowid for _, rowid in top])
         rows = {row[0]: row[1:] for row in conn.execute(_ROWS_SQL, (ids,))}
@@ -266,16 +276,12 @@ class LocalMemoryBackend:
         conn: sqlite3.Connection, expression: str, hits: int, one_term: bool, changes: int
     ) -> Window:
         budget = TERM_MATCH_BUDGET
-        conn.execute("BEGIN")  # one snapshot: the calibration must see what bm25() saw
-        try:
-            floor = 0
-            if hits > budget:
-                row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
-                floor = row[0] if row else 0
-            matches = _matches(conn, expression, floor)
-            calibration = calibrate(conn, expression, floor) if one_term and matches else None
-        finally:
-            conn.execute("ROLLBACK")  # it only read
+        floor = 0
+        if hits > budget:
+            row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
+            floor = row[0] if row else 0
+        matches = _matches(conn, expression, floor)
+        calibration = calibrate(conn, expression, floor) if one_term and matches else None
         return new_window(matches, budget, changes, calibration)
 
     def add_sync(self, scope: str, turn: Turn) -> str:
