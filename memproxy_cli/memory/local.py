@@ -36,6 +36,7 @@ from memproxy_cli.memory.fts_query import match_expression, query_terms, term_ex
 from memproxy_cli.memory.local_schema import SCHEMA, rebuild_fts_if_outdated
 from memproxy_cli.memory.match_window import Match, Window, WindowCache, new_window
 from memproxy_cli.memory.redact import redact
+from memproxy_cli.memory.turn_batcher import TurnBatcher
 from memproxy_cli.memory.turn_text import format_turn
 
 T = TypeVar("T")
@@ -119,10 +120,15 @@ class LocalMemoryBackend:
 
     name = "local"
 
-    def __init__(self, path: Path, half_life_days: float = 30.0) -> None:
+    def __init__(
+        self, path: Path, half_life_days: float = 30.0, store_linger_s: float = 0.0
+    ) -> None:
+        """`store_linger_s`: how long the writer lets turns gather after a write (turn_batcher.py);
+        the daemon lingers, direct callers (the CLI, tests) get each write at once."""
         self.path = path
         self.half_life_days = half_life_days
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
+        self._turns = TurnBatcher(self._executor, self._add_batch, store_linger_s)
         self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="memproxy-recall")
         self._term_counts: dict[str, tuple[float, int]] = {}
         self._windows = WindowCache()
@@ -298,16 +304,19 @@ class LocalMemoryBackend:
 
     def add_many_sync(self, scope: str, turns: Sequence[Turn]) -> int:
         """Bulk insert in one transaction (imports and benchmarks)."""
+        return len(self._add_batch([(scope, turn) for turn in turns]))
+
+    def _add_batch(self, turns: Sequence[tuple[str, Turn]]) -> list[str]:
+        """Turns of any scopes in one transaction; their memory ids."""
         conn = self._connection()
         conn.execute("BEGIN")
         try:
-            for turn in turns:
-                self.add_sync(scope, turn)
+            ids = [self.add_sync(scope, turn) for scope, turn in turns]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return len(turns)
+        return ids
 
     def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
@@ -345,7 +354,7 @@ class LocalMemoryBackend:
         return await self._read(self.search_sync, scope, query, k)
 
     async def add(self, scope: str, turn: Turn) -> str | None:
-        return await self._run(self.add_sync, scope, turn)
+        return await self._turns.add(scope, turn)
 
     async def list(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         return await self._run(self.list_sync, scope, limit, offset)
