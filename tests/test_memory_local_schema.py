@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
 from memproxy_cli.memory.backend import Turn
 from memproxy_cli.memory.local import LocalMemoryBackend
-from memproxy_cli.memory.local_schema import FTS_TABLE, SCHEMA, fts_is_current
+from memproxy_cli.memory.local_schema import FTS_TABLE, RECENT_FTS_TABLE, SCHEMA, fts_is_current
 
 OLD_FTS = """CREATE VIRTUAL TABLE memories_fts USING fts5(
     text, content='memories', content_rowid='rowid',
@@ -60,3 +61,8 @@ def test_new_stores_get_the_current_index(tmp_path: Path) -> None:
         assert fts_is_current(conn)
     conn.close()
     assert fts_definition(path) == FTS_TABLE
+
+
+def test_readers_copy_tokenizes_like_the_store() -> None:
+    tokenize = re.compile(r"tokenize='[^']*'")
+    assert tokenize.findall(RECENT_FTS_TABLE) == tokenize.findall(FTS_TABLE)

@@ -90,23 +90,26 @@ def match(rowid: int, bm25: float = -1.0, scope: str = "p") -> Match:
 
 
 def test_window_keeps_the_newest_matches_within_its_budget() -> None:
-    window = new_window([match(1, -3.0), match(2, -1.0), match(3, -2.0)], budget=3, changes=0)
+    matches = [match(1, -3.0), match(2, -1.0), match(3, -2.0)]
+    window = new_window(matches, budget=3, changes=0, checked_to=3)
     assert [m.rowid for m in window.ranked] == [1, 3, 2]
-    grown = window.extended([match(4, -5.0), match(5, -0.5)])
+    grown = window.extended([match(4, -5.0), match(5, -0.5)], checked_to=7)
     assert [m.rowid for m in grown.matches] == [3, 4, 5]
     assert [m.rowid for m in grown.ranked] == [4, 3, 5]
-    assert grown.high_water == 5 and grown.appended == 2
+    assert grown.checked_to == 7 and grown.appended == 2
     assert [m.rowid for m in grown.best("p", 2)] == [4, 3]
+    assert grown.extended([], checked_to=9).checked_to == 9
+    assert grown.extended([], checked_to=6) is grown  # never back
 
 
 def test_equal_scores_rank_the_newer_first() -> None:
-    window = new_window([match(1), match(2), match(3, scope="q")], budget=10, changes=0)
+    window = new_window([match(1), match(2), match(3, scope="q")], 10, changes=0, checked_to=3)
     assert [m.rowid for m in window.best("p", 5)] == [2, 1]
 
 
 def test_cache_drops_stale_windows() -> None:
     cache = WindowCache(max_windows=2, ttl_s=30.0)
-    window = new_window([match(1)], budget=4, changes=0)
+    window = new_window([match(1)], budget=4, changes=0, checked_to=1)
     cache.put("a", window)
     assert cache.get("a", budget=4, changes=0) is window
     assert cache.get("a", budget=4, changes=1) is None  # a memory was deleted since
@@ -116,5 +119,5 @@ def test_cache_drops_stale_windows() -> None:
     cache.put("b", window)
     cache.put("c", window)
     assert len(cache) == 2 and cache.get("a", budget=4, changes=0) is None
-    cache.put("d", window.extended([match(2), match(3)]))  # half the budget appended
+    cache.put("d", window.extended([match(2), match(3)], 3))  # half the budget appended
     assert cache.get("d", budget=4, changes=0) is None

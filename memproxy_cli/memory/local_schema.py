@@ -17,6 +17,11 @@ FTS_TABLE = """CREATE VIRTUAL TABLE memories_fts USING fts5(
     text, content='memories', content_rowid='rowid',
     tokenize='porter unicode61 remove_diacritics 2', prefix='2 3 4 5 6 7 8'
 )"""
+# The in-memory copy of recent memories each reader keeps (recent_rows.py): the same tokenizer,
+# its own content, no prefix indexes (it is small).
+RECENT_FTS_TABLE = """CREATE VIRTUAL TABLE recent USING fts5(
+    text, tokenize='porter unicode61 remove_diacritics 2'
+)"""
 _FTS_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'memories_fts'"
 _TABLES = """
 CREATE TABLE IF NOT EXISTS memories (

@@ -3,7 +3,7 @@
 Recall ranks the newest few hundred matches of the question's rarest terms. For a very common
 term that is the same few hundred rows, scored again on every recall, while only the turns
 stored since are new. A window keeps each match's BM25 score, scope and creation time; a later
-recall with the same expression scores only the rows added since (`high_water`) and drops the
+recall with the same expression scores only the rows added since (`checked_to`) and drops the
 oldest matches beyond the budget.
 
 A window is rebuilt from scratch when it is older than `ttl_s` (BM25 depends on store-wide
@@ -19,7 +19,7 @@ import time
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -47,7 +47,7 @@ class Match(NamedTuple):
 class Window:
     matches: tuple[Match, ...]  # oldest first, at most `budget`
     ranked: tuple[Match, ...]  # the same matches, best first
-    high_water: int  # the newest match's rowid: later matches have larger rowids
+    checked_to: int  # every row up to this rowid was looked at (rows only ever get larger ones)
     budget: int
     changes: int  # the store's count of deleted or changed memories when built
     built_at: float  # time.monotonic() of the full query
@@ -58,10 +58,12 @@ class Window:
         """The `n` best matches within `scope`, best first."""
         return list(islice((m for m in self.ranked if m.scope == scope), n))
 
-    def extended(self, new: Sequence[Match]) -> Window:
-        """This window with `new` (rowids above `high_water`, ascending) appended."""
+    def extended(self, new: Sequence[Match], checked_to: int) -> Window:
+        """This window with `new` appended: the matches (ascending) among the rows above
+        `checked_to` and up to the new `checked_to`."""
+        checked_to = max(checked_to, self.checked_to)
         if not new:
-            return self
+            return self if checked_to == self.checked_to else replace(self, checked_to=checked_to)
         matches = (*self.matches, *new)[-self.budget :]
         gone = len(self.matches) + len(new) - len(matches)  # the oldest, beyond the budget
         ranked = list(self.ranked)
@@ -72,7 +74,7 @@ class Window:
         return Window(
             matches,
             tuple(ranked),
-            new[-1].rowid,
+            max(checked_to, new[-1].rowid),
             self.budget,
             self.changes,
             self.built_at,
@@ -98,12 +100,16 @@ def new_window(
     matches: Sequence[Match],
     budget: int,
     changes: int,
+    checked_to: int,
     calibration: Calibration | None = None,
 ) -> Window:
-    """A window from a full query's matches (ascending rowids)."""
+    """A window from a full query's matches (ascending rowids) over the rows up to
+    `checked_to`."""
     kept = tuple(matches[-budget:])
-    high = kept[-1].rowid if kept else 0
-    return Window(kept, tuple(sorted(kept)), high, budget, changes, time.monotonic(), calibration)
+    checked_to = max(checked_to, kept[-1].rowid if kept else 0)
+    return Window(
+        kept, tuple(sorted(kept)), checked_to, budget, changes, time.monotonic(), calibration
+    )
 
 
 class WindowCache:
