@@ -3,7 +3,8 @@
 Starts benchmarks/fake_upstream.py in its own process and the real daemon with `memproxy up`
 in a temporary MEMPROXY_HOME, measures from this process with a keep-alive aiohttp client,
 prints one report and optionally writes the figures as JSON.
-Usage: python benchmarks/run.py [--quick] [--json FILE]
+Usage: python benchmarks/run.py [--quick] [--json FILE] [--sections 3] [--sizes 100000]
+(sections 1, 2, 4 and 5 share one daemon run, so choosing any of them runs all four)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,8 @@ from procs import BareRelay, Daemon, FakeUpstream
 from memproxy_cli.memory.local import LocalMemoryBackend
 
 PROJECT = "bench"
+ALL_SECTIONS = frozenset({1, 2, 3, 4, 5})
+BASELINE_SECTIONS = frozenset({1, 2, 4, 5})  # one daemon run measures all four
 
 
 @dataclass(frozen=True)
@@ -227,32 +230,58 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def run(plan: Plan, results: dict[str, Any]) -> None:
+async def run(plan: Plan, results: dict[str, Any], sections: frozenset[int]) -> None:
     fake = FakeUpstream()
     bare = BareRelay(fake.base)
     servers = Servers(fake, bare)
     try:
         with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp:
             root = Path(tmp)
-            await baseline(root, servers, plan, results)
-            results["up"] = up_times(root, fake.base, plan.up_repeats)
-            results["memory"] = []
-            for size in plan.sizes:
-                results["memory"].append(await with_memory(root, servers, plan, size))
-            report.memory(results["memory"])
-            report.daemon(results["daemon"], results["up"])
-            report.cli(results["cli"])
+            with_baseline = bool(sections & BASELINE_SECTIONS)
+            if with_baseline:
+                await baseline(root, servers, plan, results)
+                results["up"] = up_times(root, fake.base, plan.up_repeats)
+            if 3 in sections:
+                results["memory"] = []
+                for size in plan.sizes:
+                    results["memory"].append(await with_memory(root, servers, plan, size))
+                report.memory(results["memory"])
+            if with_baseline:
+                report.daemon(results["daemon"], results["up"])
+                report.cli(results["cli"])
     finally:
         bare.close()
         fake.close()
+
+
+def sections_arg(text: str) -> frozenset[int]:
+    chosen = frozenset(int(s) for s in text.split(","))
+    if not chosen or not chosen <= ALL_SECTIONS:
+        raise argparse.ArgumentTypeError(f"sections are among {sorted(ALL_SECTIONS)}")
+    return chosen
+
+
+def sizes_arg(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(","))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
     parser.add_argument("--json", dest="json_file", help="also write the figures to this file")
+    parser.add_argument(
+        "--sections",
+        type=sections_arg,
+        default=ALL_SECTIONS,
+        help="comma-separated sections to run (default all: 1,2,3,4,5)",
+    )
+    parser.add_argument(
+        "--sizes", type=sizes_arg, help="memories in the project for section 3 (e.g. 100000)"
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.sizes:
+        plan = replace(plan, sizes=args.sizes)
     results: dict[str, Any] = {"machine": machine(), "plan": plan.__dict__, "quick": args.quick}
     report.header(results["machine"], args.quick)
     started = time.perf_counter()
@@ -262,7 +291,7 @@ def main() -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    asyncio.run(run(plan, results))
+    asyncio.run(run(plan, results, args.sections))
     results["total_s"] = round(time.perf_counter() - started, 1)
     print(f"\ntotal benchmark time: {results['total_s']} s")
     if args.json_file:

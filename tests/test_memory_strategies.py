@@ -288,3 +288,22 @@ def test_drop_present_removes_memories_already_in_the_conversation() -> None:
         {"type": "text", "text": "User: unrelated earlier note\nAssistant: fine"}
     )
     assert [m.id for m in drop_present(memories, "anthropic", body)] == ["m1"]
+
+
+def test_drop_present_ignores_case_and_any_kind_of_whitespace() -> None:
+    body = openai_body_with(
+        "earlier:\u00a0User:  WE\tuse\u2003Postgres\n\nAssistant:\u3000Noted.  ", "next question"
+    )
+    memories = [mem("User: we use Postgres\nAssistant: Noted.", 0), mem("User: other", 1)]
+    assert [m.id for m in drop_present(memories, "openai", body)] == ["m1"]
+
+
+def openai_body_with(earlier: str, last: str) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "user", "content": earlier},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": last},
+        ],
+    }

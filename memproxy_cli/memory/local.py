@@ -1,22 +1,14 @@
-"""The embedded backend: SQLite + FTS5 (BM25) blended with recency, one thread owns the connection.
+"""The embedded backend: memories in one SQLite file with an FTS5 index; recall in local_search.py.
 
-Search restricts candidates with the full-text index first (the best `CANDIDATES` by BM25 within
-the scope), then blends in recency in Python: score = (1 - w) * relevance + w * freshness, where
-relevance is BM25 scaled to the best candidate (0..1] and freshness halves every half-life.
-Terms that match a large share of the store (a `"use"*` in a 100k-memory project) would make
-BM25 score tens of thousands of rows while adding little: terms are taken rarest first until
-their matches would exceed `TERM_MATCH_BUDGET` (the rarest term is always kept); when even the
-rarest term matches more, only its newest `TERM_MATCH_BUDGET` matches (by insertion order) are
-ranked, which recency would favour anyway.
-A query with nothing searchable left (empty, or only stop words) returns no memories: injecting
-whatever is recent would be noise, not recall.
+One thread writes (turns in batches, turn_batcher.py), reader threads search, each with its own
+connection: WAL lets a recall run while the writer commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
+import logging
 import secrets
 import sqlite3
 import threading
@@ -27,57 +19,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
-from memproxy_cli.memory.fts_query import match_expression, query_terms, term_expression
+from memproxy_cli.memory.fts_query import query_terms
+from memproxy_cli.memory.local_schema import SCHEMA, rebuild_fts_if_outdated
+from memproxy_cli.memory.local_search import LocalSearch, row_to_memory
 from memproxy_cli.memory.redact import redact
+from memproxy_cli.memory.turn_batcher import TurnBatcher
 from memproxy_cli.memory.turn_text import format_turn
 
 T = TypeVar("T")
+log = logging.getLogger("memproxy.memory")
 
-CANDIDATES = 50
 READERS = 2  # searches in parallel (SQLite releases the GIL while it steps)
-TERM_COUNT_TTL_S = 30.0
+# How many of the newest matches recall ranks (local_search.py); read at each search.
 TERM_MATCH_BUDGET = 400
-_FLOOR_SQL = (
-    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
-)
-_COUNT_SQL = (
-    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
-)
-RECENCY_WEIGHT = 0.3
-_DAY = 86400.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS memories (
-    rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    scope TEXT NOT NULL,
-    text TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS memories_scope_created ON memories (scope, created_at);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
-    text, content='memories', content_rowid='rowid',
-    tokenize='porter unicode61 remove_diacritics 2', prefix='3'
-);
-CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF text ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-"""
-
-_SEARCH_SQL = """
-SELECT m.id, m.scope, m.text, m.created_at, m.metadata, bm25(memories_fts) AS rank
-FROM memories_fts JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ?
-ORDER BY rank LIMIT ?
-"""
 _LIST_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
 ORDER BY m.created_at DESC, m.rowid DESC LIMIT ? OFFSET ?
@@ -86,24 +41,6 @@ _EXPORT_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata
 FROM memories AS m WHERE m.scope = ? ORDER BY m.created_at, m.rowid
 """
-
-
-def _row_to_memory(row: Sequence[Any], score: float = 0.0) -> Memory:
-    return Memory(
-        id=row[0],
-        scope=row[1],
-        text=row[2],
-        created_at=row[3],
-        score=score,
-        metadata=json.loads(row[4] or "{}"),
-    )
-
-
-def blend(relevance: float, created_at: float, now: float, half_life_days: float) -> float:
-    """Relevance (0..1) blended with freshness that halves every `half_life_days`."""
-    age_days = max(0.0, now - created_at) / _DAY
-    freshness = math.pow(0.5, age_days / half_life_days)
-    return (1.0 - RECENCY_WEIGHT) * relevance + RECENCY_WEIGHT * freshness
 
 
 class LocalMemoryBackend:
@@ -115,12 +52,17 @@ class LocalMemoryBackend:
 
     name = "local"
 
-    def __init__(self, path: Path, half_life_days: float = 30.0) -> None:
+    def __init__(
+        self, path: Path, half_life_days: float = 30.0, store_linger_s: float = 0.0
+    ) -> None:
+        """`store_linger_s`: how long the writer lets turns gather after a write (turn_batcher.py);
+        the daemon lingers, direct callers (the CLI, tests) get each write at once."""
         self.path = path
         self.half_life_days = half_life_days
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
+        self._turns = TurnBatcher(self._executor, self._add_batch, store_linger_s)
         self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="memproxy-recall")
-        self._term_counts: dict[str, tuple[float, int]] = {}
+        self._search = LocalSearch(half_life_days)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -128,8 +70,12 @@ class LocalMemoryBackend:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (each executor thread, and a CLI caller, has its own)."""
+    def _connection(self, reader: bool = False) -> sqlite3.Connection:
+        """This thread's connection (each executor thread, and a CLI caller, has its own).
+
+        The first connection that may write also brings an outdated text index up to date
+        (never a reader: a recall has a time budget).
+        """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,11 +85,23 @@ class LocalMemoryBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA)
+            if not reader:
+                self._rebuild_outdated_index(conn)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    def _rebuild_outdated_index(self, conn: sqlite3.Connection) -> None:
+        started = time.monotonic()
+        if rebuild_fts_if_outdated(conn):
+            self._search.forget_kept()
+            log.info(
+                "memory: reindexed %s for faster recall in %.1f s",
+                self.path,
+                time.monotonic() - started,
+            )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -152,7 +110,7 @@ class LocalMemoryBackend:
         used: list[sqlite3.Connection] = []
 
         def call() -> T:
-            used.append(self._connection())
+            used.append(self._connection(reader=True))
             return fn(*args)
 
         try:
@@ -162,62 +120,19 @@ class LocalMemoryBackend:
                 used[0].interrupt()
             raise
 
-    def _selective_terms(self, terms: list[str]) -> tuple[list[str], int]:
-        """The rarest terms whose matches fit the budget, and their match count (capped)."""
-        counted = []
-        for term in terms:
-            hits = self._term_hits(term)
-            if hits:
-                counted.append((hits, term))
-        counted.sort()
-        chosen: list[str] = []
-        total = 0
-        for hits, term in counted:
-            if chosen and total + hits > TERM_MATCH_BUDGET:
-                break
-            chosen.append(term)
-            total += hits
-        return chosen, total
-
-    def _term_hits(self, term: str) -> int:
-        """How many memories match a term (capped), remembered briefly: words recur across
-        questions and their counts move slowly, so most recalls skip these queries."""
-        now = time.monotonic()
-        cached = self._term_counts.get(term)
-        if cached is not None and now - cached[0] < TERM_COUNT_TTL_S:
-            return cached[1]
-        cap = TERM_MATCH_BUDGET + 1
-        (hits,) = self._connection().execute(_COUNT_SQL, (term_expression(term), cap)).fetchone()
-        if hits:  # never remember "no match": the next stored turn may bring the word
-            if len(self._term_counts) >= 4096:
-                self._term_counts.clear()
-            self._term_counts[term] = (now, int(hits))
-        return int(hits)
-
     def search_sync(self, scope: str, query: str, k: int, now: float | None = None) -> list[Memory]:
         terms = query_terms(query)
         if not terms or k <= 0:
             return []
-        chosen, hits = self._selective_terms(terms)
-        expression = match_expression(chosen)
-        if expression is None:
-            return []
         conn = self._connection()
-        floor = 0
-        if hits > TERM_MATCH_BUDGET:
-            row = conn.execute(_FLOOR_SQL, (expression, TERM_MATCH_BUDGET)).fetchone()
-            floor = row[0] if row else 0
-        rows = conn.execute(_SEARCH_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
-        if not rows:
-            return []
-        best = max(-row[5] for row in rows) or 1.0
         now = time.time() if now is None else now
-        scored = [
-            _row_to_memory(row, blend(-row[5] / best, row[3], now, self.half_life_days))
-            for row in rows
-        ]
-        scored.sort(key=lambda m: m.score, reverse=True)
-        return scored[:k]
+        # One read transaction: one snapshot (a window's calibration must see what bm25() saw)
+        # and one lock instead of one per statement.
+        conn.execute("BEGIN")
+        try:
+            return self._search.search(conn, scope, terms, k, now, TERM_MATCH_BUDGET)
+        finally:
+            conn.execute("ROLLBACK")  # it only read
 
     def add_sync(self, scope: str, turn: Turn) -> str:
         memory_id = secrets.token_hex(8)
@@ -233,20 +148,23 @@ class LocalMemoryBackend:
 
     def add_many_sync(self, scope: str, turns: Sequence[Turn]) -> int:
         """Bulk insert in one transaction (imports and benchmarks)."""
+        return len(self._add_batch([(scope, turn) for turn in turns]))
+
+    def _add_batch(self, turns: Sequence[tuple[str, Turn]]) -> list[str]:
+        """Turns of any scopes in one transaction; their memory ids."""
         conn = self._connection()
         conn.execute("BEGIN")
         try:
-            for turn in turns:
-                self.add_sync(scope, turn)
+            ids = [self.add_sync(scope, turn) for scope, turn in turns]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return len(turns)
+        return ids
 
     def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
-        return [_row_to_memory(row) for row in rows]
+        return [row_to_memory(row) for row in rows]
 
     def forget_sync(self, scope: str | None, memory_id: str) -> bool:
         """Delete one memory; with scope None, wherever it is."""
@@ -259,7 +177,7 @@ class LocalMemoryBackend:
         return cur.rowcount > 0
 
     def export_sync(self, scope: str) -> list[Memory]:
-        return [_row_to_memory(row) for row in self._connection().execute(_EXPORT_SQL, (scope,))]
+        return [row_to_memory(row) for row in self._connection().execute(_EXPORT_SQL, (scope,))]
 
     def scopes_sync(self) -> list[tuple[str, int]]:
         sql = "SELECT scope, count(*) FROM memories GROUP BY scope ORDER BY scope"
@@ -269,16 +187,19 @@ class LocalMemoryBackend:
         with self._lock:
             conns, self._conns = self._conns, []
         self._local = threading.local()
+        self._search.close()
         for conn in conns:
             conn.close()
 
     # -- the MemoryBackend protocol ---------------------------------------------------------
 
     async def search(self, scope: str, query: str, k: int) -> list[Memory]:
+        if k <= 0 or not query_terms(query):
+            return []  # nothing to look up: not worth a trip to a reader thread
         return await self._read(self.search_sync, scope, query, k)
 
     async def add(self, scope: str, turn: Turn) -> str | None:
-        return await self._run(self.add_sync, scope, turn)
+        return await self._turns.add(scope, turn)
 
     async def list(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         return await self._run(self.list_sync, scope, limit, offset)

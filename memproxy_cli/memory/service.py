@@ -26,6 +26,8 @@ log = logging.getLogger("memproxy.memory")
 MAX_PENDING_STORES = 256
 # Recall results shared through Redis go stale as turns are stored: keep them briefly.
 RECALL_CACHE_TTL_S = 30
+# Turns stored within this long of the last write share its next transaction (turn_batcher.py).
+STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]+")
 
@@ -101,7 +103,9 @@ class MemoryService:
 
         local = self._config.memory.local
         path = Path(local.path).expanduser() if local.path else self._paths.memory_db
-        return LocalMemoryBackend(path, half_life_days=local.recency_half_life_days)
+        return LocalMemoryBackend(
+            path, half_life_days=local.recency_half_life_days, store_linger_s=STORE_LINGER_S
+        )
 
     # -- recall -----------------------------------------------------------------------------
 

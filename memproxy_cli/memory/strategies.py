@@ -12,7 +12,6 @@ message right after the leading system/developer messages.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +33,6 @@ BLOCK_OPEN = "<memproxy-memories>\nRelevant notes from earlier sessions of this 
 BLOCK_CLOSE = "</memproxy-memories>"
 MIN_USER_PART_CHARS = 12  # shorter user parts ("ok", "thanks") would match everywhere
 MIN_TRUNCATED_CHARS = 120
-_SPACE = re.compile(r"\s+")
 
 
 def build_query(body: Body, strategy: QueryStrategy, n: int = 3) -> str:
@@ -52,16 +50,25 @@ def build_query(body: Body, strategy: QueryStrategy, n: int = 3) -> str:
 
 
 def _norm(text: str) -> str:
-    return _SPACE.sub(" ", text).strip().lower()
+    """Whitespace runs as one space, no leading or trailing space, lower case."""
+    return " ".join(text.split()).lower()  # str.split() splits on what regex \s matches
 
 
 def drop_present(memories: Sequence[Memory], api: Api, body: Body) -> list[Memory]:
     """Memories whose text is already in the request, or whose user part is in an earlier
     message, are not injected again (the new user message itself does not count, so asking a
     question again in a new conversation still recalls the earlier answer)."""
-    everything = "\x00".join(_norm(t) for t in all_texts(api, body))
+    normalized: dict[str, str] = {}  # most texts are in both lists: normalize each once
+
+    def norm(text: str) -> str:
+        found = normalized.get(text)
+        if found is None:
+            found = normalized[text] = _norm(text)
+        return found
+
+    everything = "\x00".join(norm(t) for t in all_texts(api, body))
     msgs = messages(body)
-    earlier = "\x00".join(_norm(t) for t in all_texts(api, {**body, "messages": msgs[:-1]}))
+    earlier = "\x00".join(norm(t) for t in all_texts(api, {**body, "messages": msgs[:-1]}))
     kept = []
     for memory in memories:
         if _norm(memory.text) in everything:
