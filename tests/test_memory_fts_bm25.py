@@ -10,6 +10,7 @@ import pytest
 
 from memproxy_cli.memory.fts_bm25 import calibrate, new_matches, varint
 from memproxy_cli.memory.local_schema import SCHEMA
+from memproxy_cli.memory.match_window import rowid
 
 WORDS = ["the", "cache", "is", "warm", "redis", "keeps", "hot", "rows", "billing", "api"]
 
@@ -39,17 +40,25 @@ def fts_scores(conn: sqlite3.Connection, expression: str) -> dict[int, float]:
 def test_recomputed_scores_equal_bm25(conn: sqlite3.Connection, expression: str) -> None:
     expected = fts_scores(conn, expression)
     assert len(expected) > 50
-    calibration = calibrate(conn, expression, 0)
+    calibration = calibrate(conn, expression, 0, expected)
     assert calibration is not None
     found = new_matches(conn, expression, 0, calibration)
     assert found is not None
-    assert {m.rowid for m in found} == set(expected)
+    assert {rowid(m) for m in found} == set(expected)
     for match in found:
-        assert match.bm25 == pytest.approx(expected[match.rowid], rel=1e-9)
+        assert match[0] == pytest.approx(expected[rowid(match)], rel=1e-9)
 
 
 def test_no_calibration_without_matches(conn: sqlite3.Connection) -> None:
-    assert calibrate(conn, '"kafka"*', 0) is None
+    assert calibrate(conn, '"kafka"*', 0, {}) is None
+
+
+def test_no_calibration_when_the_formula_disagrees(conn: sqlite3.Connection) -> None:
+    scores = fts_scores(conn, '"redis"')
+    assert calibrate(conn, '"redis"', 0, scores) is not None
+    newest = max(scores)
+    scores[newest] *= 1.01  # bm25() said otherwise for one of the sampled matches
+    assert calibrate(conn, '"redis"', 0, scores) is None
 
 
 def test_varint() -> None:

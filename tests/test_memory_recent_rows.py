@@ -10,6 +10,7 @@ import pytest
 import memproxy_cli.memory.recent_rows as recent_rows
 from memproxy_cli.memory.fts_bm25 import calibrate, new_matches
 from memproxy_cli.memory.local_schema import SCHEMA
+from memproxy_cli.memory.match_window import rowid
 from memproxy_cli.memory.recent_rows import RecentRows
 
 
@@ -39,15 +40,16 @@ def test_new_matches_and_scores_equal_the_store_index(conn: sqlite3.Connection) 
     for text in ("deploy deploy now", "unrelated billing note", "Deployed \x1d twice: deploys"):
         insert(conn, text, scope="q" if "billing" in text else "p")
     copy.refresh(conn, 0)
-    calibration = calibrate(conn, '"deploy"*', 0)
+    sql = "SELECT rowid, bm25(memories_fts) FROM memories_fts WHERE memories_fts MATCH ?"
+    calibration = calibrate(conn, '"deploy"*', 0, dict(conn.execute(sql, ('"deploy"*',))))
     assert calibration is not None
     mine = copy.matches('"deploy"*', start, calibration)
     store = new_matches(conn, '"deploy"*', start + 1, calibration)
     assert mine is not None and store is not None
-    assert [m.rowid for m in mine] == [m.rowid for m in store] == [start + 1, start + 3]
+    assert [rowid(m) for m in mine] == [rowid(m) for m in store] == [start + 1, start + 3]
     for a, b in zip(mine, store, strict=True):
-        assert a.bm25 == pytest.approx(b.bm25, rel=1e-12)
-        assert (a.scope, a.created_at) == (b.scope, b.created_at)
+        assert a[0] == pytest.approx(b[0], rel=1e-12)
+        assert a[2:] == b[2:]  # scope, created_at
     assert copy.rows[start + 2][1] == "q"
 
 

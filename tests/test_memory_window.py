@@ -11,7 +11,7 @@ import pytest
 import memproxy_cli.memory.local as local
 from memproxy_cli.memory.backend import Turn
 from memproxy_cli.memory.local import LocalMemoryBackend
-from memproxy_cli.memory.match_window import Match, WindowCache, new_window
+from memproxy_cli.memory.match_window import Match, WindowCache, new_window, rowid
 
 
 @pytest.fixture
@@ -85,26 +85,26 @@ async def test_windows_are_shared_across_scopes_but_results_stay_in_scope(
     assert [m.id for m in await store.search("beta", "queue", 5)] == [b]
 
 
-def match(rowid: int, bm25: float = -1.0, scope: str = "p") -> Match:
-    return Match(bm25, -rowid, scope, 0.0)
+def match(row: int, bm25: float = -1.0, scope: str = "p") -> Match:
+    return (bm25, -row, scope, 0.0)
 
 
 def test_window_keeps_the_newest_matches_within_its_budget() -> None:
     matches = [match(1, -3.0), match(2, -1.0), match(3, -2.0)]
     window = new_window(matches, budget=3, changes=0, checked_to=3)
-    assert [m.rowid for m in window.ranked] == [1, 3, 2]
+    assert [rowid(m) for m in window.ranked] == [1, 3, 2]
     grown = window.extended([match(4, -5.0), match(5, -0.5)], checked_to=7)
-    assert [m.rowid for m in grown.matches] == [3, 4, 5]
-    assert [m.rowid for m in grown.ranked] == [4, 3, 5]
+    assert [rowid(m) for m in grown.matches] == [3, 4, 5]
+    assert [rowid(m) for m in grown.ranked] == [4, 3, 5]
     assert grown.checked_to == 7 and grown.appended == 2
-    assert [m.rowid for m in grown.best("p", 2)] == [4, 3]
+    assert [rowid(m) for m in grown.best("p", 2)] == [4, 3]
     assert grown.extended([], checked_to=9).checked_to == 9
     assert grown.extended([], checked_to=6) is grown  # never back
 
 
 def test_equal_scores_rank_the_newer_first() -> None:
     window = new_window([match(1), match(2), match(3, scope="q")], 10, changes=0, checked_to=3)
-    assert [m.rowid for m in window.best("p", 5)] == [2, 1]
+    assert [rowid(m) for m in window.best("p", 5)] == [2, 1]
 
 
 def test_cache_drops_stale_windows() -> None:

@@ -28,7 +28,7 @@ TOLERANCE = 1e-9
 
 _AVERAGES_SQL = "SELECT block FROM memories_fts_data WHERE id = 1"
 _SAMPLE_SQL = """
-SELECT bm25(memories_fts), highlight(memories_fts, 0, char(29), ''), m.text, d.sz
+SELECT memories_fts.rowid, highlight(memories_fts, 0, char(29), ''), m.text, d.sz
 FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
 CROSS JOIN memories_fts_docsize AS d ON d.id = memories_fts.rowid
 WHERE memories_fts MATCH ? AND memories_fts.rowid >= ?
@@ -80,10 +80,12 @@ def average_length(conn: sqlite3.Connection) -> float | None:
     return tokens / rows if rows else None
 
 
-def calibrate(conn: sqlite3.Connection, expression: str, floor: int) -> Calibration | None:
-    """The idf and avgdl that bm25() uses for `expression` right now, checked against bm25() on
-    its newest matches; None when they cannot be trusted. Run it in the transaction of the
-    window's full query, so both see the same store."""
+def calibrate(
+    conn: sqlite3.Connection, expression: str, floor: int, scores: dict[int, float]
+) -> Calibration | None:
+    """The idf and avgdl that bm25() used for `expression`, checked against its `scores` (by
+    rowid, from the window's full query) on the newest matches; None when they cannot be
+    trusted. Run it in the transaction of that full query, so both see the same store."""
     avgdl = average_length(conn)
     if not avgdl:
         return None
@@ -91,8 +93,9 @@ def calibrate(conn: sqlite3.Connection, expression: str, floor: int) -> Calibrat
     if not samples:
         return None
     calibration: Calibration | None = None
-    for bm25, highlighted, text, size in samples:
+    for rowid, highlighted, text, size in samples:
         tf, length = term_count(highlighted, text), varint(size)[0]
+        bm25 = scores.get(rowid, 0.0)
         if tf <= 0 or bm25 >= 0:
             return None
         if calibration is None:  # the idf that makes the newest match's score come out right
@@ -113,5 +116,5 @@ def new_matches(
         tf = term_count(highlighted, text)
         if tf <= 0 or not size:
             return None
-        found.append(Match(calibration.score(tf, varint(size)[0]), order, scope, created_at))
+        found.append((calibration.score(tf, varint(size)[0]), order, scope, created_at))
     return found

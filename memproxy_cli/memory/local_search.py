@@ -25,9 +25,17 @@ from collections.abc import Sequence
 from operator import itemgetter
 
 from memproxy_cli.memory.backend import Memory
-from memproxy_cli.memory.fts_bm25 import calibrate, new_matches
+from memproxy_cli.memory.fts_bm25 import CALIBRATION_ROWS, calibrate, new_matches
 from memproxy_cli.memory.fts_query import match_expression, term_expression
-from memproxy_cli.memory.match_window import Match, Window, WindowCache, new_window
+from memproxy_cli.memory.match_window import (
+    BM25,
+    CREATED_AT,
+    Match,
+    Window,
+    WindowCache,
+    new_window,
+    rowid,
+)
 from memproxy_cli.memory.recent_rows import RecentRows, Row
 
 CANDIDATES = 50
@@ -78,16 +86,16 @@ def rank(
     candidates: Sequence[Match], now: float, half_life_days: float, k: int
 ) -> list[tuple[float, int]]:
     """The `k` best (score, rowid) of `candidates` (best BM25 first), blended with freshness."""
-    best = -candidates[0].bm25 or 1.0
+    best = -candidates[0][BM25] or 1.0
     scored = [
-        (blend(-m.bm25 / best, m.created_at, now, half_life_days), -m.order) for m in candidates
+        (blend(-m[BM25] / best, m[CREATED_AT], now, half_life_days), rowid(m)) for m in candidates
     ]
     return heapq.nlargest(k, scored, key=itemgetter(0))
 
 
 def _matches(conn: sqlite3.Connection, expression: str, from_rowid: int) -> list[Match]:
     """Matches from `from_rowid` on, scored by FTS5's bm25()."""
-    return [Match(*row) for row in conn.execute(_MATCHES_SQL, (expression, from_rowid))]
+    return conn.execute(_MATCHES_SQL, (expression, from_rowid)).fetchall()
 
 
 class LocalSearch:
@@ -241,5 +249,8 @@ def _full_window(
         row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
         floor = row[0] if row else 0
     matches = _matches(conn, expression, floor)
-    calibration = calibrate(conn, expression, floor) if one_term and matches else None
+    calibration = None
+    if one_term and matches:
+        newest = {rowid(m): m[BM25] for m in matches[-CALIBRATION_ROWS:]}
+        calibration = calibrate(conn, expression, floor, newest)
     return new_window(matches, budget, changes, last, calibration)

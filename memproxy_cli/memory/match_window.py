@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from memproxy_cli.memory.fts_bm25 import Calibration
@@ -30,17 +30,18 @@ MAX_WINDOWS = 64
 WINDOW_TTL_S = 30.0
 
 
-class Match(NamedTuple):
-    """One matching memory. Matches sort best first: lowest BM25, then the newest."""
+# One matching memory, as the queries return it: (bm25, -rowid, scope, created_at). bm25() is
+# lower for better matches, so matches sort best first, and among equal scores the newer first.
+# A plain tuple: no copy of each row, and the garbage collector stops tracking it.
+Match = tuple[float, int, str, float]
+BM25: Final = 0
+ORDER: Final = 1
+SCOPE: Final = 2
+CREATED_AT: Final = 3
 
-    bm25: float  # FTS5 bm25(): lower is better
-    order: int  # minus the rowid, so that among equal scores the newer sorts first
-    scope: str
-    created_at: float
 
-    @property
-    def rowid(self) -> int:
-        return -self.order
+def rowid(match: Match) -> int:
+    return -match[ORDER]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Window:
 
     def best(self, scope: str, n: int) -> list[Match]:
         """The `n` best matches within `scope`, best first."""
-        return list(islice((m for m in self.ranked if m.scope == scope), n))
+        return list(islice((m for m in self.ranked if m[SCOPE] == scope), n))
 
     def extended(self, new: Sequence[Match], checked_to: int) -> Window:
         """This window with `new` appended: the matches (ascending) among the rows above
@@ -74,7 +75,7 @@ class Window:
         return Window(
             matches,
             tuple(ranked),
-            max(checked_to, new[-1].rowid),
+            max(checked_to, rowid(new[-1])),
             self.budget,
             self.changes,
             self.built_at,
@@ -106,7 +107,7 @@ def new_window(
     """A window from a full query's matches (ascending rowids) over the rows up to
     `checked_to`."""
     kept = tuple(matches[-budget:])
-    checked_to = max(checked_to, kept[-1].rowid if kept else 0)
+    checked_to = max(checked_to, rowid(kept[-1]) if kept else 0)
     return Window(
         kept, tuple(sorted(kept)), checked_to, budget, changes, time.monotonic(), calibration
     )

@@ -86,7 +86,7 @@ class RecentRows:
             if tf <= 0 or not size:
                 return None
             _, scope, _, created_at, _ = self.rows[rowid]
-            found.append(Match(calibration.score(tf, varint(size)[0]), -rowid, scope, created_at))
+            found.append((calibration.score(tf, varint(size)[0]), -rowid, scope, created_at))
         return found
 
     def close(self) -> None:
