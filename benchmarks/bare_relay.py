@@ -9,12 +9,11 @@ Usage: python benchmarks/bare_relay.py UPSTREAM_BASE [--port 0]
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from fake_upstream import listen, run_server
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
@@ -39,9 +38,13 @@ async def relay(request: web.Request) -> web.StreamResponse:
         return out
 
 
-async def serve(upstream: str, port: int) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("upstream")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
     app = web.Application()
-    app[UPSTREAM] = upstream.rstrip("/")
+    app[UPSTREAM] = args.upstream.rstrip("/")
     app.router.add_post("/v1/chat/completions", relay)
 
     async def client(app: web.Application) -> AsyncIterator[None]:
@@ -50,26 +53,7 @@ async def serve(upstream: str, port: int) -> None:
         await app[SESSION].close()
 
     app.cleanup_ctx.append(client)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"listening {runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("upstream")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.upstream, args.port))
+    run_server(listen(app, args.port))
 
 
 if __name__ == "__main__":

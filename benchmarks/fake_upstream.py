@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -70,22 +72,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return out
 
 
-async def serve(port: int) -> None:
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
+async def listen(app: web.Application, port: int) -> None:
+    """Serve `app` on 127.0.0.1:`port`, print `listening PORT`, then run until stopped."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    print(f"listening {bound}", flush=True)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"listening {runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
+def run_server(server: Coroutine[Any, Any, None]) -> None:
+    """Run a server coroutine on uvloop (when installed) until interrupted."""
     try:
         import uvloop
 
@@ -93,7 +90,16 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         pass
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port))
+        asyncio.run(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    run_server(listen(app, args.port))
 
 
 if __name__ == "__main__":
