@@ -64,14 +64,11 @@ def cost_usd(
     prices: PriceMap,
 ) -> float | None:
     """USD for one request, or None when the model or its usage is unknown. Never raises."""
+    price = _find_or_none(model, provider, config, prices) if model else None
+    if price is None:
+        return None
     try:
-        if not model:
-            return None
-        overrides = config.pricing if config is not None else {}
-        price = find_price(model, provider, prices, overrides)
-        if price is None:
-            return None
-        return _priced(price, usage, anthropic=(provider or "").endswith("anthropic"))
+        return _priced(price, usage, anthropic=_anthropic(provider))
     except Exception:
         log.warning("cannot price model %r", model, exc_info=True)
         return None
@@ -85,6 +82,10 @@ def _find_or_none(
     except Exception:
         log.warning("cannot price model %r", model, exc_info=True)
         return None
+
+
+def _anthropic(provider: str | None) -> bool:
+    return (provider or "").endswith("anthropic")
 
 
 def _priced(price: dict[str, float], usage: Mapping[str, int | None], *, anthropic: bool) -> float:
@@ -156,7 +157,7 @@ class PriceTable:
                 self._found[key] = price
         if price is None:
             return None
-        return _priced(price, usage, anthropic=(provider or "").endswith("anthropic"))
+        return _priced(price, usage, anthropic=_anthropic(provider))
 
 
 def _read_bundled_prices() -> PriceMap | None:
