@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from memproxy_cli.config_file import ENV_PREFIX, resolve_secret
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -62,11 +64,31 @@ class ServerConfig(_Model):
         0.2, ge=0, le=1, description="Retries allowed as a fraction of recent requests."
     )
 
+    _master_key_value: str | None = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _master_key_for_public_bind(self) -> ServerConfig:
         if self.host not in LOOPBACK_HOSTS and not self.master_key:
             raise ValueError(f"binding to {self.host!r} (not loopback) requires server.master_key")
+        self._master_key_value = resolve_secret(self.master_key)
         return self
+
+    @property
+    def master_key_value(self) -> str | None:
+        """The key clients must send: `os.environ/NAME` resolved when the config was loaded."""
+        return self._master_key_value
+
+    def master_key_problem(self) -> str | None:
+        """Why the configured master key cannot be used (None when it can, or none is set)."""
+        if not self.master_key or self._master_key_value:
+            return None
+        if self.master_key.startswith(ENV_PREFIX):
+            name = self.master_key[len(ENV_PREFIX) :]
+            return (
+                f"server.master_key is {self.master_key}, but ${name} is not set in the "
+                "environment: export it (or remove master_key) and start again"
+            )
+        return "server.master_key is empty"
 
 
 class LiteLLMParams(_Model):

@@ -41,6 +41,9 @@ def up(
         output.fail(str(exc), ExitStatus.CONFIG)
     except ValueError as exc:
         output.fail(_override_problem(exc), ExitStatus.CONFIG)
+    problem = cfg.server.master_key_problem()
+    if problem:
+        output.fail(problem, ExitStatus.CONFIG)
     running = process.read_info(paths)
     if running is not None:
         output.say(f"memproxy is already running at {running.url} (pid {running.pid})")

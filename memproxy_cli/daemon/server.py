@@ -32,6 +32,10 @@ log = logging.getLogger("memproxy.daemon")
 
 
 def run_foreground(config: Config, config_file: str | None, to_stderr: bool = False) -> int:
+    problem = config.server.master_key_problem()
+    if problem:  # never serve without the key the config asks for
+        print(f"memproxy: {problem}", flush=True)
+        return 2
     paths = get_paths().ensure()
     setup_logging(paths.daemon_log, config.logging.level, to_stderr=to_stderr)
     register_secrets(config_secrets(config.model_dump()))
@@ -79,6 +83,10 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
         except ConfigError as exc:
             log.warning("reload refused, keeping the running config", extra={"reason": str(exc)})
             return str(exc)
+        problem = new.server.master_key_problem()
+        if problem:
+            log.warning("reload refused, keeping the running config", extra={"reason": problem})
+            return problem
         new.server.host, new.server.port = state.config.server.host, state.config.server.port
         register_secrets(config_secrets(new.model_dump()))
         first_budgets = bool(new.budgets) and not state.config.budgets

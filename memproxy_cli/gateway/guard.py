@@ -36,8 +36,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if host not in LOOPBACK_HOSTS:
             return error_response(api_of(request.path), 403, f"Host {host!r} is not allowed")
     if server.master_key and request.path not in _OPEN_PATHS:
+        # An unresolved key (`os.environ/NAME` with NAME unset) lets nobody in.
+        expected = server.master_key_value
         offered = caller_key(request.headers) or ""
-        if not hmac.compare_digest(offered.encode(), server.master_key.encode()):
+        if not expected or not hmac.compare_digest(offered.encode(), expected.encode()):
             return error_response(
                 api_of(request.path), 401, "missing or wrong gateway key (server.master_key)"
             )

@@ -27,8 +27,10 @@ from memproxy_cli.upstream.headers import caller_key, scrub, upstream_key
 
 log = logging.getLogger("memproxy.litellm")
 
-# OpenAI request fields LiteLLM receives as keyword arguments (the rest stay out).
-_OPENAI_PARAMS = frozenset(
+# The only OpenAI chat fields a request may hand to `litellm.acompletion`. LiteLLM reads many
+# more keyword arguments as configuration (api_base, fallbacks, timeout, metadata, callbacks,
+# extra_headers, ...): a request must never reach those, so the call is built from this list.
+OPENAI_CHAT_FIELDS = frozenset(
     {
         "temperature",
         "top_p",
@@ -54,8 +56,42 @@ _OPENAI_PARAMS = frozenset(
         "prediction",
         "service_tier",
         "thinking",
+        "prompt_cache_key",
     }
 )
+# The Anthropic Messages fields translated for another provider; the rest of a request is dropped
+# before LiteLLM's adapter sees it (the adapter copies fields it does not know through as-is).
+ANTHROPIC_MESSAGES_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "metadata",
+        "stop_sequences",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_format",
+    }
+)
+
+
+def chat_params(body: dict[str, Any]) -> dict[str, Any]:
+    """The allowlisted OpenAI chat fields of a request or of a translated one."""
+    return {k: v for k, v in body.items() if k in OPENAI_CHAT_FIELDS}
+
+
+def anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The allowlisted Anthropic Messages fields; `metadata` keeps only `user_id`."""
+    request = {k: v for k, v in body.items() if k in ANTHROPIC_MESSAGES_FIELDS}
+    metadata = request.pop("metadata", None)
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        request["metadata"] = {"user_id": metadata["user_id"]}
+    return request
 
 
 class LiteLLMAdapter:
@@ -135,8 +171,7 @@ class LiteLLMAdapter:
     async def _chat(
         self, litellm: ModuleType, ex: Exchange, common: dict[str, Any]
     ) -> web.StreamResponse:
-        params = {k: v for k, v in ex.body.items() if k in _OPENAI_PARAMS}
-        params.pop("model", None)
+        params = chat_params(ex.body)
         if not ex.stream:
             result = await litellm.acompletion(messages=ex.body["messages"], **common, **params)
             body = result.model_dump(exclude_none=True)
@@ -155,15 +190,15 @@ class LiteLLMAdapter:
         from litellm.llms.anthropic.pass_through.adapters.transformation import AnthropicAdapter
 
         adapter = AnthropicAdapter()
-        request = {k: v for k, v in ex.body.items() if k != "stream"}
+        request = anthropic_request(ex.body)
         request["model"] = common["model"]
         request.setdefault("max_tokens", 4096)
         translated, tool_names = adapter.translate_completion_input_params_with_tool_mapping(
             request, custom_llm_provider=ex.route.provider if ex.route else None
         )
-        params = dict(translated or {})
-        params.pop("model", None)
-        messages = params.pop("messages")
+        converted: dict[str, Any] = dict(translated or {})
+        messages = converted.get("messages") or []
+        params = chat_params(converted)
         if not ex.stream:
             result = await litellm.acompletion(messages=messages, **common, **params)
             message = adapter.translate_completion_output_params(result, tool_names)
