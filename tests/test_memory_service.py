@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
+from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.config import parse_config
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.service import MemoryService
 from memproxy_cli.paths import get_paths
 
+FAMILIES = {"anthropic": ANTHROPIC_MESSAGES, "openai": OPENAI_CHAT}
 FACT_USER = "remember: we use PostgreSQL 16 for the main db"
 
 
@@ -89,7 +92,7 @@ async def test_fact_told_in_a_project_is_injected_there_and_not_elsewhere() -> N
         await teach(svc, "alpha", "alpha")
         body = anthropic("what database does this project use?")
         system_before = json.dumps(body["system"])
-        recall = await svc.recall("anthropic", body, "alpha", "alpha")
+        recall = await svc.recall(ANTHROPIC_MESSAGES, body, "alpha", "alpha")
         assert recall.error is None
         assert recall.memories_injected == 1 and recall.modified
         assert recall.user_text == "what database does this project use?"
@@ -99,7 +102,7 @@ async def test_fact_told_in_a_project_is_injected_there_and_not_elsewhere() -> N
 
         other = openai("what database does this project use?")
         untouched = copy.deepcopy(other)
-        recall = await svc.recall("openai", other, "beta", "beta")
+        recall = await svc.recall(OPENAI_CHAT, other, "beta", "beta")
         assert recall.memories_injected == 0 and not recall.modified
         assert other == untouched
     finally:
@@ -111,7 +114,7 @@ async def test_openai_route_and_system_strategy_from_project_override() -> None:
     try:
         await teach(svc, "alpha", "alpha")
         body = openai("which postgres version?")
-        recall = await svc.recall("openai", body, "alpha", "alpha")
+        recall = await svc.recall(OPENAI_CHAT, body, "alpha", "alpha")
         assert recall.memories_injected == 1
         assert body["messages"][0]["role"] == "system"
         assert "PostgreSQL 16" in body["messages"][0]["content"]
@@ -133,11 +136,11 @@ async def test_tool_result_turn_and_background_call_do_not_search() -> None:
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
     ]
     before = copy.deepcopy(tool_turn)
-    recall = await svc.recall("anthropic", tool_turn, "p", "p")
+    recall = await svc.recall(ANTHROPIC_MESSAGES, tool_turn, "p", "p")
     assert (recall.user_text, recall.memories_injected, recall.modified) == (None, 0, False)
     assert tool_turn == before
     probe = {"max_tokens": 1, "messages": [{"role": "user", "content": "quota"}]}
-    assert (await svc.recall("anthropic", probe, "p", "p")).user_text is None
+    assert (await svc.recall(ANTHROPIC_MESSAGES, probe, "p", "p")).user_text is None
     assert stub.searches == 0
     await svc.close()
 
@@ -147,7 +150,7 @@ async def test_slow_backend_costs_at_most_the_budget() -> None:
     svc = service("memory:\n  recall_timeout_ms: 50\n", backend=stub)
     body = openai("what database?")
     before = copy.deepcopy(body)
-    recall = await asyncio.wait_for(svc.recall("openai", body, "p", None), timeout=30)
+    recall = await asyncio.wait_for(svc.recall(OPENAI_CHAT, body, "p", None), timeout=30)
     assert recall.error == "timeout after 50 ms"
     assert recall.memories_injected == 0 and body == before
     assert recall.user_text == "what database?"
@@ -158,7 +161,7 @@ async def test_failing_backend_sets_error_and_keeps_secrets_out() -> None:
     secret = "sk-ant-api03-" + "k" * 40
     svc = service(backend=StubBackend(fail=RuntimeError(f"upstream said no to {secret}\nline2")))
     body = anthropic("what database?")
-    recall = await svc.recall("anthropic", body, "p", None)
+    recall = await svc.recall(ANTHROPIC_MESSAGES, body, "p", None)
     assert recall.error is not None
     assert recall.error.startswith("backend error: RuntimeError: upstream said no")
     assert secret not in recall.error and "\n" not in recall.error
@@ -169,12 +172,12 @@ async def test_failing_backend_sets_error_and_keeps_secrets_out() -> None:
 async def test_backend_none_override_turns_memory_off_for_one_project() -> None:
     stub = StubBackend()
     svc = service("projects:\n  quiet:\n    memory:\n      backend: none\n", backend=stub)
-    recall = await svc.recall("openai", openai("hello there"), "quiet", "quiet")
+    recall = await svc.recall(OPENAI_CHAT, openai("hello there"), "quiet", "quiet")
     assert recall.user_text is None and stub.searches == 0
     svc.remember("quiet", "quiet", "hello", "hi", None, None)
     assert svc.pending == 0
     assert (
-        await svc.recall("openai", openai("hello there"), "loud", "loud")
+        await svc.recall(OPENAI_CHAT, openai("hello there"), "loud", "loud")
     ).memories_injected == 1
     await svc.close()
 
@@ -236,7 +239,7 @@ async def test_already_present_memory_is_not_injected_again(api: str) -> None:
                 {"role": "user", "content": "so which postgresql version again?"},
             ],
         }
-        recall = await svc.recall(api, body, "p", None)  # type: ignore[arg-type]
+        recall = await svc.recall(FAMILIES[api], body, "p", None)
         assert recall.memories_injected == 0 and recall.error is None
     finally:
         await svc.close()

@@ -8,17 +8,42 @@ from typing import Any
 
 import pytest
 
+from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
+from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.memory.backend import Memory
-from memproxy_cli.memory.conversation import new_user_text
-from memproxy_cli.memory.strategies import (
-    BLOCK_CLOSE,
-    BLOCK_OPEN,
-    build_query,
-    drop_present,
-    inject,
-    is_background_call,
-    render_block,
-)
+from memproxy_cli.memory.conversation import Conversation
+from memproxy_cli.memory.conversation import new_user_text as _new_user_text
+from memproxy_cli.memory.strategies import BLOCK_CLOSE, BLOCK_OPEN, render_block
+from memproxy_cli.memory.strategies import build_query as _build_query
+from memproxy_cli.memory.strategies import drop_present as _drop_present
+from memproxy_cli.memory.strategies import is_background_call as _is_background_call
+
+FAMILIES = {"anthropic": ANTHROPIC_MESSAGES, "openai": OPENAI_CHAT}
+
+
+def conversation(body: dict[str, Any], api: str = "anthropic") -> Conversation:
+    return FAMILIES[api].conversation(body)
+
+
+def new_user_text(body: dict[str, Any]) -> str | None:
+    return _new_user_text(conversation(body))
+
+
+def is_background_call(api: str, body: dict[str, Any]) -> bool:
+    return _is_background_call(conversation(body, api))
+
+
+def build_query(body: dict[str, Any], strategy: Any, n: int = 3) -> str:
+    return _build_query(conversation(body), strategy, n)
+
+
+def inject(api: str, body: dict[str, Any], block: str, strategy: Any) -> None:
+    FAMILIES[api].inject(body, block, strategy)
+
+
+def drop_present(memories: list[Memory], api: str, body: dict[str, Any]) -> list[Memory]:
+    return _drop_present(memories, conversation(body, api))
+
 
 BLOCK = BLOCK_OPEN + "- User: we use PostgreSQL\n  Assistant: ok\n" + BLOCK_CLOSE
 

@@ -125,7 +125,7 @@ async def test_litellm_receives_only_allowlisted_arguments(
     gw: RunningGateway, fake: FakeProvider, attacker: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever a request says, the keyword arguments of the call are ours or allowlisted."""
-    from memproxy_cli.upstream.litellm_adapter import OPENAI_CHAT_FIELDS
+    from memproxy_cli.api.openai_chat import OPENAI_CHAT_FIELDS
 
     assert gw.state.litellm is not None
     litellm = await gw.state.litellm.module()

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from memproxy_cli.config import Config
-from memproxy_cli.gateway.errors import error_response
-from memproxy_cli.gateway.guard import api_of, guard
+from memproxy_cli.gateway.guard import guard
 from memproxy_cli.gateway.routes import add_routes
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.paths import Paths, get_paths
@@ -38,7 +37,6 @@ def build_app(
     )
     app[STATE] = GatewayState.create(config, paths)
     add_routes(app)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
     if store:
         app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
@@ -46,12 +44,6 @@ def build_app(
     if litellm:
         app.cleanup_ctx.append(_litellm_ctx)
     return app
-
-
-async def _not_found(request: web.Request) -> web.Response:
-    return error_response(
-        api_of(request.path), 404, f"no route {request.method} {request.path}", "not_found"
-    )
 
 
 async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:

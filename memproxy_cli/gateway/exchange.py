@@ -9,11 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
-from memproxy_cli.gateway.errors import Api
+from memproxy_cli.api.family import ApiFamily
+from memproxy_cli.api.tally import Tally
 from memproxy_cli.gateway.identity import Identity
-from memproxy_cli.gateway.usage import Tally
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.routing import Route
+from memproxy_cli.upstream.transport import Timing
 
 # Ids only need to be unique, not secret: the PRNG costs no system call (os.urandom did, three
 # times a request), and the random module reseeds itself in a forked child.
@@ -57,7 +58,7 @@ def _is_hex(value: str) -> bool:
 @dataclass
 class Exchange:
     request: web.Request
-    api: Api
+    family: ApiFamily
     endpoint: str
     row: RequestRow
     t0: float = field(default_factory=time.perf_counter)
@@ -69,7 +70,7 @@ class Exchange:
     stream: bool = False
     client_wants_usage: bool = True
     traceparent: str = ""
-    upstream_s: float = 0.0  # time spent waiting on the upstream
+    timing: Timing = field(default_factory=Timing)  # time spent waiting on the upstream
     ttft_s: float | None = None
     stream_complete: bool = False  # the terminal SSE event reached the client
     tally: Tally = field(default_factory=Tally)
@@ -81,7 +82,7 @@ class Exchange:
         return time.perf_counter() - self.t0
 
     def overhead_ms(self) -> float:
-        return max(0.0, (self.elapsed_s() - self.upstream_s) * 1000.0)
+        return max(0.0, (self.elapsed_s() - self.timing.upstream_s) * 1000.0)
 
     def body_bytes(self) -> bytes:
         if self.modified:

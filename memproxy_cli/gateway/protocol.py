@@ -19,7 +19,8 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from memproxy_cli.gateway.errors import Api, error_body
+from memproxy_cli.api.family import ApiFamily
+from memproxy_cli.api.registry import family_for_path
 
 log = logging.getLogger("memproxy.protocol")
 
@@ -27,14 +28,14 @@ _REQUEST_LINE = re.compile(rb"^[A-Z]+ +(/[^ ?\r\n]*)")
 _HEAD_KEEP = 256  # bytes of a request's start kept to know which API it was meant for
 
 
-def _api_of_head(head: bytes) -> Api:
+def _family_of_head(head: bytes) -> ApiFamily:
     match = _REQUEST_LINE.match(head)
     path = match.group(1) if match else b""
-    return "anthropic" if path.startswith(b"/v1/messages") else "openai"
+    return family_for_path(path.decode("latin-1"))
 
 
-def _json_bytes(api: Api, status: int, message: str) -> bytes:
-    return orjson.dumps(error_body(api, status, message))
+def _json_bytes(family: ApiFamily, status: int, message: str) -> bytes:
+    return orjson.dumps(family.error_body(status, message))
 
 
 def _headers_too_big(exc: BaseException | None) -> bool:
@@ -94,7 +95,7 @@ class GatewayRequestHandler(RequestHandler):
             return
         if self._head:
             message = f"request headers not received within {self._header_timeout_s:g} s"
-            body = _json_bytes(_api_of_head(self._head), 408, message)
+            body = _json_bytes(_family_of_head(self._head), 408, message)
             transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
@@ -121,7 +122,7 @@ class GatewayRequestHandler(RequestHandler):
         log.warning("bad request from client", extra={"status": status, "reason": text})
         resp = web.Response(
             status=status,
-            body=_json_bytes(_api_of_head(self._head), status, text),
+            body=_json_bytes(_family_of_head(self._head), status, text),
             content_type="application/json",
         )
         resp.force_close()

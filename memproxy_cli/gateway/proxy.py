@@ -5,30 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 
-from memproxy_cli.gateway import echo
-from memproxy_cli.gateway.errors import Api, GatewayError, error_response
+from memproxy_cli.api.family import ApiFamily
+from memproxy_cli.errors import GatewayError
+from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
+from memproxy_cli.gateway.relay import relay
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.store.rows import RequestRow
-from memproxy_cli.upstream import passthrough
+from memproxy_cli.upstream import echo, passthrough
 from memproxy_cli.upstream.routing import Route
+from memproxy_cli.upstream.transport import UpstreamCall, UpstreamResponse
 
 log = logging.getLogger("memproxy.request")
 
-_UPSTREAM_PATH = {"openai": "/chat/completions", "anthropic": "/messages"}
 
-
-async def handle(request: web.Request, api: Api) -> web.StreamResponse:
+async def handle(request: web.Request, family: ApiFamily) -> web.StreamResponse:
     state = request.app[STATE]
     ex = Exchange(
         request=request,
-        api=api,
+        family=family,
         endpoint=request.path,
         row=RequestRow(request_id=new_request_id(), started_at=time.time(), endpoint=request.path),
     )
@@ -41,7 +41,7 @@ async def handle(request: web.Request, api: Api) -> web.StreamResponse:
         ex.row.status, ex.row.http_status, ex.row.error = err.row_status, err.status, err.message
         headers = {**ex.response_headers, **err.headers}
         headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
-        return error_response(api, err.status, err.message, err.code, headers)
+        return error_response(family, err.status, err.message, err.code, headers)
     except (asyncio.CancelledError, ConnectionResetError):
         if not ex.stream_complete:  # a client may hang up once it has the last event
             ex.row.status, ex.row.error = "client_disconnect", "client went away"
@@ -50,7 +50,7 @@ async def handle(request: web.Request, api: Api) -> web.StreamResponse:
         log.exception("unhandled error in request %s", ex.row.request_id)
         ex.row.status, ex.row.http_status = "error", 500
         ex.row.error = f"internal error: {type(exc).__name__}"
-        return error_response(api, 500, "internal gateway error", None, ex.response_headers)
+        return error_response(family, 500, "internal gateway error", None, ex.response_headers)
     finally:
         state.inflight -= 1
         _finish(ex, state)
@@ -58,18 +58,20 @@ async def handle(request: web.Request, api: Api) -> web.StreamResponse:
 
 async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     config = state.config
-    ex.raw = await read_body(ex.request, config.server.max_body_bytes)
+    family, request = ex.family, ex.request
+    ex.raw = await read_body(request, config.server.max_body_bytes)
     ex.body = parse_json(ex.raw)
-    check_request(ex.api, ex.body)
-    model: str = ex.body["model"]
+    check_request(family, ex.body)
+    model = family.model_of(request.match_info, ex.body)
     ex.row.model = model
-    ex.stream = bool(ex.body.get("stream"))
+    ex.stream = family.is_stream(request.match_info, request.query, ex.body)
     ex.row.stream = ex.stream
     _identify(ex, state)
     _authorize(ex, state, model)
+    ex.traceparent, ex.row.trace_id = traceparent_for(request.headers.get("traceparent"))
     if config.gateway_url:
         return await _serve_edge(ex, state, config.gateway_url)
-    route = state.router.resolve(model, ex.api)
+    route = state.router.resolve(model, family.wire)
     if route is None:
         raise GatewayError(
             404,
@@ -79,29 +81,53 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
         )
     ex.route = route
     ex.row.provider = route.provider if route.kind != "litellm" else f"litellm:{route.provider}"
-    ex.traceparent, ex.row.trace_id = traceparent_for(ex.request.headers.get("traceparent"))
     await _recall(ex, state)
     _prepare_body(ex, route.upstream_model)
     ex.response_headers["x-memproxy-memories"] = str(ex.row.memories_injected)
     if ex.memory_error:
         ex.response_headers["x-memproxy-memory-error"] = ex.memory_error
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
+    return await relay(ex, await _call(ex, state, route))
+
+
+async def _call(ex: Exchange, state: GatewayState, route: Route) -> UpstreamResponse:
+    call = _upstream_call(ex, route)
     if route.kind == "echo":
-        return await echo.respond(ex)
+        return echo.respond(call, ex.row.request_id[4:])
     if route.kind == "passthrough":
-        return await passthrough.forward(ex, state, _UPSTREAM_PATH[ex.api])
+        return await passthrough.forward(call, state)
     if state.litellm is None:
         raise GatewayError(503, "translation through LiteLLM is not available in this process")
-    return await state.litellm.serve(ex, state)
+    return await state.litellm.serve(call, state)
+
+
+def _upstream_call(ex: Exchange, route: Route) -> UpstreamCall:
+    request = ex.request
+    return UpstreamCall(
+        family=ex.family,
+        route=route,
+        body=ex.body,
+        payload=ex.body_bytes(),
+        stream=ex.stream,
+        incoming=request.headers,
+        path_qs=request.path_qs,
+        query=request.query_string,
+        traceparent=ex.traceparent,
+        model=ex.row.model or "",
+        timing=ex.timing,
+    )
 
 
 async def _serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web.StreamResponse:
     """Edge mode: the shared gateway routes, remembers and accounts; we add who is calling."""
-    ex.route = Route(kind="edge", model=ex.row.model or "", provider="edge", base_url=gateway_url)
+    route = Route(kind="edge", model=ex.row.model or "", provider="edge", base_url=gateway_url)
+    ex.route = route
     ex.row.provider = "edge"
-    ex.traceparent, ex.row.trace_id = traceparent_for(ex.request.headers.get("traceparent"))
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
-    return await passthrough.forward_edge(ex, state, gateway_url)
+    assert ex.identity is not None
+    caller = (ex.identity.project, ex.identity.user_id)
+    up = await passthrough.forward_edge(_upstream_call(ex, route), state, caller, gateway_url)
+    return await relay(ex, up)
 
 
 def _identify(ex: Exchange, state: GatewayState) -> None:
@@ -158,7 +184,7 @@ async def _recall(ex: Exchange, state: GatewayState) -> None:
     memory = state.memory
     if memory is None or ex.identity is None:
         return
-    recall = await memory.recall(ex.api, ex.body, ex.identity.scope, ex.identity.project)
+    recall = await memory.recall(ex.family, ex.body, ex.identity.scope, ex.identity.project)
     ex.row.memories_injected = recall.memories_injected
     ex.memory_error = recall.error
     ex.recall_user_text = recall.user_text
@@ -168,15 +194,12 @@ async def _recall(ex: Exchange, state: GatewayState) -> None:
 
 def _prepare_body(ex: Exchange, upstream_model: str) -> None:
     body = ex.body
-    if upstream_model and upstream_model != body["model"]:
+    if upstream_model and "model" in body and upstream_model != body["model"]:
         body["model"] = upstream_model
         ex.modified = True
-    if ex.api == "openai" and ex.stream:
-        options: dict[str, Any] = body.get("stream_options") or {}
-        ex.client_wants_usage = bool(options.get("include_usage"))
-        if not ex.client_wants_usage:
-            body["stream_options"] = {**options, "include_usage": True}
-            ex.modified = True
+    prepared = ex.family.prepare(body, ex.stream)
+    ex.modified = ex.modified or prepared.modified
+    ex.client_wants_usage = prepared.client_wants_usage
 
 
 def _finish(ex: Exchange, state: GatewayState) -> None:
@@ -186,6 +209,8 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
     row.overhead_ms = round(ex.overhead_ms(), 3)
     if ex.ttft_s is not None:
         row.ttft_ms = round(ex.ttft_s * 1000.0, 3)
+    if ex.timing.attempts:
+        row.extra["attempts"] = ex.timing.attempts
     tally = ex.tally
     row.prompt_tokens, row.completion_tokens = tally.prompt_tokens, tally.completion_tokens
     row.cache_read_tokens, row.cache_write_tokens = (

@@ -1,8 +1,9 @@
-"""HTTP routes of both API families, plus /health."""
+"""HTTP routes: every API family's endpoints from the registry, plus /health and 404s."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -10,22 +11,30 @@ import orjson
 from aiohttp import web
 
 from memproxy_cli import __version__
+from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
+from memproxy_cli.api.family import ApiFamily, Endpoint
+from memproxy_cli.api.registry import FAMILIES, family_for_path
+from memproxy_cli.api.tally import estimate_tokens
+from memproxy_cli.errors import GatewayError, RowStatus
 from memproxy_cli.gateway import proxy
-from memproxy_cli.gateway.errors import GatewayError, error_response
-from memproxy_cli.gateway.exchange import traceparent_for
+from memproxy_cli.gateway.errors import error_response
+from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
+from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.state import STATE
-from memproxy_cli.gateway.synth import estimate_tokens
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
+from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.headers import scrub, upstream_headers, upstream_key
 from memproxy_cli.upstream.routing import Route
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DOCS_HINT = "see docs/clients.md for the endpoints memproxy serves"
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await proxy.handle(request, "openai")
 
+def _generate(family: ApiFamily) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await proxy.handle(request, family)
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    return await proxy.handle(request, "anthropic")
+    return handler
 
 
 async def models(request: web.Request) -> web.Response:
@@ -56,14 +65,15 @@ async def count_tokens(request: web.Request) -> web.Response:
     try:
         raw = await read_body(request, state.config.server.max_body_bytes)
         body = parse_json(raw)
-        check_request("anthropic", body)
-        route = state.router.resolve(body["model"], "anthropic")
+        check_request(ANTHROPIC_MESSAGES, body)
+        model = ANTHROPIC_MESSAGES.model_of(request.match_info, body)
+        route = state.router.resolve(model, ANTHROPIC_MESSAGES.wire)
         if route is None:
-            raise GatewayError(404, f"model {body['model']!r} is not configured", "model_not_found")
+            raise GatewayError(404, f"model {model!r} is not configured", "model_not_found")
         if route.kind == "passthrough" and state.sessions is not None:
             return await _count_upstream(request, route, body)
     except GatewayError as err:
-        return error_response("anthropic", err.status, err.message, err.code, err.headers)
+        return error_response(ANTHROPIC_MESSAGES, err.status, err.message, err.code, err.headers)
     text = orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")]).decode()
     return web.json_response({"input_tokens": estimate_tokens(text)})
 
@@ -83,7 +93,7 @@ async def _count_upstream(request: web.Request, route: Route, body: dict[str, An
             data = scrub(await resp.read(), (key,))
             return web.Response(status=resp.status, body=data, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return error_response("anthropic", 502, f"upstream failed: {type(exc).__name__}")
+        return error_response(ANTHROPIC_MESSAGES, 502, f"upstream failed: {type(exc).__name__}")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -102,11 +112,50 @@ def _dumps(obj: object) -> str:
     return orjson.dumps(obj).decode()
 
 
+async def not_found(request: web.Request) -> web.Response:
+    """A path no family serves: an error in the shape of the API the path belongs to, a
+    request id, and a row, so `memproxy logs` shows what a tool tried to call."""
+    state = request.app[STATE]
+    family = family_for_path(request.path)
+    row = RequestRow(
+        request_id=new_request_id(),
+        started_at=time.time(),
+        endpoint=request.path[:200],
+        status=RowStatus.NOT_FOUND,
+        http_status=404,
+    )
+    try:
+        identity = resolve_identity(request.headers, _listener_project(request), state.mappings)
+        row.project, row.user_id, row.client = identity.project, identity.user_id, identity.client
+    except GatewayError:
+        pass
+    message = f"memproxy does not serve {request.method} {request.path[:200]} ({DOCS_HINT})"
+    row.error = message
+    row.ended_at = time.time()
+    if state.recorder is not None:
+        state.recorder.submit(row)
+    headers = {"x-memproxy-request-id": row.request_id}
+    return error_response(family, 404, message, "not_found", headers)
+
+
+def _listener_project(request: web.Request) -> str | None:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        return request.app[STATE].port_projects.get(int(sockname[1]))
+    return None
+
+
+def _add(app: web.Application, family: ApiFamily, endpoint: Endpoint) -> None:
+    handlers: dict[str, Handler] = {"generate": _generate(family), "count_tokens": count_tokens}
+    app.router.add_route(endpoint.method, endpoint.path, handlers[endpoint.action])
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/chat/completions", chat_completions)
-    app.router.add_post("/v1/messages", messages)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    for family in FAMILIES:
+        for endpoint in family.endpoints:
+            _add(app, family, endpoint)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/models", models)
     app.router.add_get("/health", health)
+    app.router.add_route("*", "/{tail:.*}", not_found)

@@ -15,14 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from memproxy_cli.memory.conversation import (
-    Api,
-    Body,
-    last_turn,
-    messages,
-    spoken_text,
-    system_text,
-)
+from memproxy_cli.memory.conversation import Conversation, last_turn, spoken_text
 
 _SYSTEM_MARKERS = re.compile(
     r"isNewTopic"
@@ -44,17 +37,16 @@ _USER_MARKERS = re.compile(
 MAX_HOUSEKEEPING_SYSTEM_CHARS = 4000
 
 
-def _is_probe(body: Body) -> bool:
-    max_tokens: Any = body.get("max_tokens", body.get("max_completion_tokens"))
+def _is_probe(max_tokens: Any) -> bool:
     return isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens <= 1
 
 
-def is_background_call(api: Api, body: Body) -> bool:
+def is_background_call(conversation: Conversation) -> bool:
     """True for housekeeping calls that must get no recall and never be remembered."""
-    if _is_probe(body):
+    if _is_probe(conversation.max_tokens):
         return True
-    system = system_text(api, body)
+    system = conversation.system
     if len(system) <= MAX_HOUSEKEEPING_SYSTEM_CHARS and _SYSTEM_MARKERS.search(system):
         return True
-    last = last_turn(messages(body))
+    last = last_turn(conversation.messages)
     return last is not None and bool(_USER_MARKERS.search(spoken_text(last)))

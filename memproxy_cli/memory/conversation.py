@@ -1,11 +1,18 @@
-"""Read the text of OpenAI chat and Anthropic Messages request bodies, whatever their shape."""
+"""The conversation of a request as memory reads it, whatever API family it came in.
+
+Each API family turns its request body into a `Conversation`: the system text and the messages
+in one chat shape (`role` user | assistant | system, `content` a str or a list of blocks of type
+`text`/`input_text`/`tool_result`). Memory reads only this, so it never branches on the API.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-Api = Literal["openai", "anthropic"]
+from memproxy_cli.config import InjectionStrategy
+
 Body = dict[str, Any]
 
 _TEXT_TYPES = frozenset({"text", "input_text"})
@@ -15,12 +22,26 @@ _NOT_USER_WORDS = re.compile(
 )
 
 
-def messages(body: Body) -> list[dict[str, Any]]:
-    raw = body.get("messages")
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    system: str = ""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    max_tokens: Any = None  # the request's output limit as sent (a probe sends 1)
+
+
+class Dialect(Protocol):
+    """What memory needs of an API family: read its conversation, write a memory block in."""
+
+    def conversation(self, body: Body) -> Conversation: ...
+
+    def inject(self, body: Body, block: str, strategy: InjectionStrategy | None) -> None: ...
+
+
+def chat_messages(raw: Any) -> list[dict[str, Any]]:
     return [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
 
 
-def content_texts(content: Any) -> list[str]:
+def content_texts(content: Any, types: frozenset[str] = _TEXT_TYPES) -> list[str]:
     """The text parts of a str content or a list of parts/blocks (tool blocks ignored)."""
     if isinstance(content, str):
         return [content]
@@ -31,7 +52,7 @@ def content_texts(content: Any) -> list[str]:
         for block in content
         if isinstance(block, dict)
         and isinstance(block.get("type"), str)  # a hostile list/dict type is not hashable
-        and block["type"] in _TEXT_TYPES
+        and block["type"] in types
         and isinstance(block.get("text"), str)
     ]
 
@@ -50,9 +71,9 @@ def spoken_text(message: dict[str, Any]) -> str:
     return _NOT_USER_WORDS.sub("", joined).strip()
 
 
-def user_texts(body: Body) -> list[str]:
+def user_texts(conversation: Conversation) -> list[str]:
     """The typed text of every user message, oldest first (tool-result turns skipped)."""
-    found = (spoken_text(m) for m in messages(body) if m.get("role") == "user")
+    found = (spoken_text(m) for m in conversation.messages if m.get("role") == "user")
     return [t for t in found if t]
 
 
@@ -65,29 +86,18 @@ def last_turn(msgs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((m for m in reversed(msgs) if m.get("role") != "system"), None)
 
 
-def new_user_text(body: Body) -> str | None:
+def new_user_text(conversation: Conversation) -> str | None:
     """The new user message when the last turn carries one; None on tool-result turns."""
-    last = last_turn(messages(body))
+    last = last_turn(conversation.messages)
     if last is None or last.get("role") != "user":
         return None
     return spoken_text(last) or None
 
 
-def system_text(api: Api, body: Body) -> str:
-    if api == "anthropic":
-        return "\n".join(content_texts(body.get("system")))
-    return "\n".join(
-        t
-        for m in messages(body)
-        if m.get("role") in ("system", "developer")
-        for t in content_texts(m.get("content"))
-    )
-
-
-def all_texts(api: Api, body: Body) -> list[str]:
+def all_texts(conversation: Conversation) -> list[str]:
     """Every text in the request (system and messages), for spotting what is already there."""
-    texts = [system_text(api, body)]
-    for m in messages(body):
+    texts = [conversation.system]
+    for m in conversation.messages:
         texts.extend(content_texts(m.get("content")))
         texts.extend(_tool_result_texts(m.get("content")))
     return [t for t in texts if t]

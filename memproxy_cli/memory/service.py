@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from memproxy_cli.config import Config, MemoryConfig, resolve_secret
 from memproxy_cli.memory.backend import Memory, MemoryBackend, Turn
 from memproxy_cli.memory.background import is_background_call
-from memproxy_cli.memory.conversation import Api, new_user_text
+from memproxy_cli.memory.conversation import Conversation, Dialect, new_user_text
 from memproxy_cli.memory.redact import redact
-from memproxy_cli.memory.strategies import build_query, drop_present, inject, render_block
+from memproxy_cli.memory.strategies import build_query, drop_present, render_block
 from memproxy_cli.paths import Paths
 
 if TYPE_CHECKING:
@@ -110,20 +110,23 @@ class MemoryService:
     # -- recall -----------------------------------------------------------------------------
 
     async def recall(
-        self, api: Api, body: dict[str, Any], scope: str, project: str | None
+        self, dialect: Dialect, body: dict[str, Any], scope: str, project: str | None
     ) -> Recall:
         """Search and inject memories into `body` in place; never raises, never over budget."""
         settings = self._config.memory_for(project)
         backend = self.backend_for(settings)
-        if backend is None or is_background_call(api, body):
+        if backend is None:
             return Recall()
-        user_text = new_user_text(body)
+        conversation = dialect.conversation(body)
+        if is_background_call(conversation):
+            return Recall()
+        user_text = new_user_text(conversation)
         if user_text is None:
             return Recall()
         result = Recall(user_text=user_text)
         if settings.top_k == 0 or settings.max_chars == 0:
             return result
-        query = build_query(body, settings.query_strategy, settings.n)
+        query = build_query(conversation, settings.query_strategy, settings.n)
         budget_ms = settings.recall_timeout_ms
         try:
             found = await asyncio.wait_for(
@@ -137,7 +140,7 @@ class MemoryService:
         if result.error:
             log.warning("memory recall failed for scope %r: %s", scope, result.error)
             return result
-        self._inject(api, body, found, settings, result)
+        self._inject(dialect, body, conversation, found, settings, result)
         return result
 
     async def _search(self, backend: MemoryBackend, scope: str, query: str, k: int) -> list[Memory]:
@@ -161,17 +164,18 @@ class MemoryService:
 
     def _inject(
         self,
-        api: Api,
+        dialect: Dialect,
         body: dict[str, Any],
+        conversation: Conversation,
         found: list[Memory],
         settings: MemoryConfig,
         result: Recall,
     ) -> None:
         block, count = render_block(
-            drop_present(found, api, body), settings.top_k, settings.max_chars
+            drop_present(found, conversation), settings.top_k, settings.max_chars
         )
         if count:
-            inject(api, body, block, settings.injection_strategy)
+            dialect.inject(body, block, settings.injection_strategy)
             result.memories_injected = count
             result.modified = True
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from memproxy_cli.gateway.identity import Identity
 from memproxy_cli.upstream.routing import Route
 
 # Request headers a client may send on to the provider.
@@ -89,7 +88,7 @@ def upstream_headers(
 
 
 def edge_headers(
-    incoming: CIMultiDictProxy[str], identity: Identity, traceparent: str
+    incoming: CIMultiDictProxy[str], project: str | None, user_id: str, traceparent: str
 ) -> CIMultiDict[str]:
     """Headers toward a shared team gateway: the caller's own, plus who is calling."""
     out: CIMultiDict[str] = CIMultiDict()
@@ -98,9 +97,9 @@ def edge_headers(
             out.add(name, value)
     out.setdefault("content-type", "application/json")
     out["traceparent"] = traceparent
-    if identity.project:
-        out["x-memproxy-project"] = identity.project
-    out["x-memory-user-id"] = identity.user_id
+    if project:
+        out["x-memproxy-project"] = project
+    out["x-memory-user-id"] = user_id
     return out
 
 

@@ -16,82 +16,12 @@ from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
-import orjson
-from aiohttp import web
-
-from memproxy_cli.gateway.errors import GatewayError, sse_error_event
-from memproxy_cli.gateway.exchange import Exchange
-from memproxy_cli.gateway.sse import SSEBuffer
-from memproxy_cli.gateway.state import GatewayState
+from memproxy_cli.api.family import Translation
+from memproxy_cli.errors import GatewayError
 from memproxy_cli.upstream.headers import caller_key, scrub, upstream_key
+from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
 
 log = logging.getLogger("memproxy.litellm")
-
-# The only OpenAI chat fields a request may hand to `litellm.acompletion`. LiteLLM reads many
-# more keyword arguments as configuration (api_base, fallbacks, timeout, metadata, callbacks,
-# extra_headers, ...): a request must never reach those, so the call is built from this list.
-OPENAI_CHAT_FIELDS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "n",
-        "stop",
-        "max_tokens",
-        "max_completion_tokens",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "user",
-        "response_format",
-        "seed",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "logprobs",
-        "top_logprobs",
-        "reasoning_effort",
-        "stream_options",
-        "modalities",
-        "audio",
-        "prediction",
-        "service_tier",
-        "thinking",
-        "prompt_cache_key",
-    }
-)
-# The Anthropic Messages fields translated for another provider; the rest of a request is dropped
-# before LiteLLM's adapter sees it (the adapter copies fields it does not know through as-is).
-ANTHROPIC_MESSAGES_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "system",
-        "max_tokens",
-        "metadata",
-        "stop_sequences",
-        "temperature",
-        "top_p",
-        "top_k",
-        "tools",
-        "tool_choice",
-        "thinking",
-        "output_format",
-    }
-)
-
-
-def chat_params(body: dict[str, Any]) -> dict[str, Any]:
-    """The allowlisted OpenAI chat fields of a request or of a translated one."""
-    return {k: v for k, v in body.items() if k in OPENAI_CHAT_FIELDS}
-
-
-def anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
-    """The allowlisted Anthropic Messages fields; `metadata` keeps only `user_id`."""
-    request = {k: v for k, v in body.items() if k in ANTHROPIC_MESSAGES_FIELDS}
-    metadata = request.pop("metadata", None)
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        request["metadata"] = {"user_id": metadata["user_id"]}
-    return request
 
 
 class LiteLLMAdapter:
@@ -104,10 +34,6 @@ class LiteLLMAdapter:
     @property
     def ready(self) -> bool:
         return self._module is not None
-
-    @property
-    def model_cost(self) -> dict[str, Any] | None:
-        return getattr(self._module, "model_cost", None) if self._module else None
 
     def start(self) -> None:
         """Begin importing litellm in a thread; the first translated request waits for it."""
@@ -143,130 +69,54 @@ class LiteLLMAdapter:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def serve(self, ex: Exchange, state: GatewayState) -> web.StreamResponse:
-        route = ex.route
-        assert route is not None
+    async def serve(self, call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
+        """Translate `call` for its provider; failures become GatewayErrors without secrets."""
+        route = call.route
         litellm = await self.module()
-        key = upstream_key(route, ex.request.headers, bool(state.config.server.master_key))
+        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key))
         common: dict[str, Any] = {
-            "model": route.litellm_model,
             "api_key": key,
             "api_base": route.base_url or None,
             **route.litellm_extra,
         }
-        if route.base_url and state.sessions is not None:
-            common["shared_session"] = state.sessions.session_for(route.base_url)
+        if route.base_url and deps.sessions is not None:
+            common["shared_session"] = deps.sessions.session_for(route.base_url)
+        translation = Translation(
+            model=route.litellm_model,
+            provider=route.provider,
+            common=common,
+            stream=call.stream,
+            response_model=call.model,
+        )
+        secrets = (key, caller_key(call.incoming))
         started = time.perf_counter()
         try:
-            if ex.api == "openai":
-                return await self._chat(litellm, ex, common)
-            return await self._messages(litellm, ex, common)
+            result = await call.family.translate(litellm, call.body, translation)
         except GatewayError:
             raise
         except Exception as exc:
-            raise _as_gateway_error(exc, (key, caller_key(ex.request.headers))) from None
+            raise as_gateway_error(exc, secrets) from None
         finally:
-            ex.upstream_s += time.perf_counter() - started
-
-    async def _chat(
-        self, litellm: ModuleType, ex: Exchange, common: dict[str, Any]
-    ) -> web.StreamResponse:
-        params = chat_params(ex.body)
-        if not ex.stream:
-            result = await litellm.acompletion(messages=ex.body["messages"], **common, **params)
-            body = result.model_dump(exclude_none=True)
-            ex.tally.openai_response(body)
-            ex.row.http_status = 200
-            return _json(ex, body)
-        params["stream_options"] = {"include_usage": True}
-        stream = await litellm.acompletion(
-            messages=ex.body["messages"], stream=True, **common, **params
-        )
-        return await _relay_chunks(ex, _openai_events(ex, stream))
-
-    async def _messages(
-        self, litellm: ModuleType, ex: Exchange, common: dict[str, Any]
-    ) -> web.StreamResponse:
-        from litellm.llms.anthropic.pass_through.adapters.transformation import AnthropicAdapter
-
-        adapter = AnthropicAdapter()
-        request = anthropic_request(ex.body)
-        request["model"] = common["model"]
-        request.setdefault("max_tokens", 4096)
-        translated, tool_names = adapter.translate_completion_input_params_with_tool_mapping(
-            request, custom_llm_provider=ex.route.provider if ex.route else None
-        )
-        converted: dict[str, Any] = dict(translated or {})
-        messages = converted.get("messages") or []
-        params = chat_params(converted)
-        if not ex.stream:
-            result = await litellm.acompletion(messages=messages, **common, **params)
-            message = adapter.translate_completion_output_params(result, tool_names)
-            body = dict(message or {})
-            ex.tally.anthropic_response(body)
-            ex.row.http_status = 200
-            return _json(ex, body)
-        params["stream_options"] = {"include_usage": True}
-        stream = await litellm.acompletion(messages=messages, stream=True, **common, **params)
-        sse = adapter.translate_completion_output_params_streaming(
-            stream, model=ex.row.model or "", tool_name_mapping=tool_names
-        )
-        return await _relay_chunks(ex, _anthropic_events(ex, sse))
+            call.timing.upstream_s += time.perf_counter() - started
+        if result.events is not None:
+            return UpstreamResponse(200, events=_guarded(result.events, secrets))
+        return UpstreamResponse(200, document=result.body)
 
 
-async def _anthropic_events(ex: Exchange, sse: Any) -> AsyncIterator[bytes]:
-    buffer = SSEBuffer()
-    async for chunk in sse:
-        for raw, data in buffer.feed(chunk if isinstance(chunk, bytes) else str(chunk).encode()):
-            if data:
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    ex.tally.anthropic_event(orjson.loads(data))
-            yield raw
-    rest = buffer.rest()
-    if rest:
-        yield rest
-
-
-def _json(ex: Exchange, body: Any) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), content_type="application/json", headers=ex.response_headers
-    )
-
-
-async def _openai_events(ex: Exchange, stream: Any) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        event = chunk.model_dump(exclude_none=True)
-        if ex.tally.openai_event(event) and not ex.client_wants_usage:
-            continue
-        yield b"data: " + orjson.dumps(event) + b"\n\n"
-    yield b"data: [DONE]\n\n"
-
-
-async def _relay_chunks(ex: Exchange, events: AsyncIterator[bytes]) -> web.StreamResponse:
-    out = web.StreamResponse(headers=ex.response_headers)
-    out.content_type = "text/event-stream"
-    ex.row.http_status = 200
-    await out.prepare(ex.request)
+async def _guarded(
+    events: AsyncIterator[bytes], secrets: tuple[str | None, ...]
+) -> AsyncIterator[bytes]:
+    """LiteLLM's stream, with its exceptions turned into GatewayErrors."""
     try:
         async for event in events:
-            if ex.ttft_s is None:
-                ex.ttft_s = ex.elapsed_s()
-            await out.write(event)
-        await out.write_eof()
-    except ConnectionResetError:
-        ex.row.status, ex.row.error = "client_disconnect", "client went away mid-stream"
+            yield event
+    except GatewayError:
+        raise
     except Exception as exc:
-        err = _as_gateway_error(exc, ())
-        ex.row.status, ex.row.error = "error", err.message
-        try:
-            await out.write(sse_error_event(ex.api, err.status, err.message))
-            await out.write_eof()
-        except ConnectionResetError:
-            pass
-    return out
+        raise as_gateway_error(exc, secrets) from None
 
 
-def _as_gateway_error(exc: Exception, secrets: tuple[str | None, ...]) -> GatewayError:
+def as_gateway_error(exc: Exception, secrets: tuple[str | None, ...]) -> GatewayError:
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int) or not 400 <= status <= 599:
         status = 502

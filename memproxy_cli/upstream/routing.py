@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from yarl import URL
 
+from memproxy_cli.api.family import Wire
 from memproxy_cli.config import Config, ModelEntry, resolve_secret
 
-Protocol = Literal["openai", "anthropic"]
 Kind = Literal["passthrough", "litellm", "echo", "edge"]
 ECHO_MODEL = "memproxy/echo"
 
@@ -67,7 +67,7 @@ def provider_of(model: str) -> tuple[str, str]:
     return "", model
 
 
-def protocol_of(provider: str) -> Protocol | None:
+def protocol_of(provider: str) -> Wire | None:
     if provider in _OPENAI_COMPATIBLE:
         return "openai"
     if provider in _ANTHROPIC_NATIVE:
@@ -96,7 +96,7 @@ class Router:
     def model_names(self) -> list[str]:
         return [ECHO_MODEL, *self._entries]
 
-    def resolve(self, model: str, api: Protocol) -> Route | None:
+    def resolve(self, model: str, api: Wire) -> Route | None:
         key = (model, api)
         try:
             return self._cache[key]
@@ -107,7 +107,7 @@ class Router:
         route = self._cache[key] = self._resolve(model, api)
         return route
 
-    def _resolve(self, model: str, api: Protocol) -> Route | None:
+    def _resolve(self, model: str, api: Wire) -> Route | None:
         if model == ECHO_MODEL:
             return Route(kind="echo", model=model, provider="echo", upstream_model=model)
         entry = self._entries.get(model)
@@ -115,7 +115,7 @@ class Router:
             return self._configured(entry, api)
         return self._default(model, api)
 
-    def _configured(self, entry: ModelEntry, api: Protocol) -> Route:
+    def _configured(self, entry: ModelEntry, api: Wire) -> Route:
         params = entry.litellm_params
         provider, bare = provider_of(params.model)
         provider = provider or "openai"
@@ -137,7 +137,7 @@ class Router:
             litellm_extra=extra,
         )
 
-    def _default(self, model: str, api: Protocol) -> Route | None:
+    def _default(self, model: str, api: Wire) -> Route | None:
         provider, bare = provider_of(model)
         protocol = protocol_of(provider)
         if protocol is None:
@@ -152,7 +152,7 @@ class Router:
             litellm_model=f"{provider}/{bare}",
         )
 
-    def _default_base(self, protocol: Protocol | None) -> str | None:
+    def _default_base(self, protocol: Wire | None) -> str | None:
         if protocol == "openai":
             return self._config.upstreams.openai
         if protocol == "anthropic":

@@ -1,0 +1,122 @@
+"""The one relay: writes every transport's answer to the client, whatever its API family.
+
+Whole answers are read for usage and text and sent as they are. Streams are relayed event by
+event as they arrive, byte for byte, while the family reads each event (usage, text, the
+terminal event) and may drop one it added itself; an upstream failure after the first byte
+becomes the family's SSE error event; a client hang-up ends the stream quietly.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from memproxy_cli.errors import GatewayError
+from memproxy_cli.gateway.exchange import Exchange
+from memproxy_cli.gateway.sse import SSEBuffer
+from memproxy_cli.upstream.transport import UpstreamResponse
+
+
+async def relay(ex: Exchange, up: UpstreamResponse) -> web.StreamResponse:
+    try:
+        if up.events is None:
+            return _whole(ex, up)
+        return await _stream(ex, up)
+    finally:
+        if up.close is not None:
+            up.close()
+
+
+def _whole(ex: Exchange, up: UpstreamResponse) -> web.Response:
+    row = ex.row
+    row.http_status = up.status
+    headers = {**up.headers, **ex.response_headers}
+    if up.body is None:
+        body = orjson.dumps(up.document)
+        document = up.document
+    else:
+        body, document = up.body, None
+    if 200 <= up.status < 300:
+        if document is None:
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                document = None
+        ex.family.tally_response(ex.tally, document)
+    else:
+        row.status, row.error = "error", up.error or f"upstream answered {up.status}"
+    if up.body is None:
+        return web.Response(
+            status=up.status, body=body, content_type="application/json", headers=headers
+        )
+    return web.Response(status=up.status, body=body, headers=headers)
+
+
+async def _stream(ex: Exchange, up: UpstreamResponse) -> web.StreamResponse:
+    assert up.events is not None
+    out = web.StreamResponse(status=up.status, headers={**up.headers, **ex.response_headers})
+    out.content_type = "text/event-stream"
+    ex.row.http_status = up.status
+    buffer = SSEBuffer()
+    events = aiter(up.events)
+    try:
+        await out.prepare(ex.request)
+        while True:
+            started = time.perf_counter()
+            try:
+                chunk = await anext(events)
+            except StopAsyncIteration:
+                break
+            finally:
+                ex.timing.upstream_s += time.perf_counter() - started
+            payload = _observe(ex, buffer.feed(chunk))
+            if payload:
+                if ex.ttft_s is None:
+                    ex.ttft_s = ex.elapsed_s()
+                await out.write(payload)
+        rest = buffer.rest()
+        if rest:
+            await out.write(rest)
+        await out.write_eof()
+    except GatewayError as err:
+        ex.row.status, ex.row.error = err.row_status, err.message
+        await _try_write(out, ex.family.sse_error_event(err.status, err.message))
+    except ConnectionResetError:
+        if not ex.stream_complete:
+            ex.row.status, ex.row.error = "client_disconnect", "client went away mid-stream"
+    return out
+
+
+def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:
+    """Let the family read each event; keep what it keeps, note the terminal one."""
+    family, tally, wants_usage = ex.family, ex.tally, ex.client_wants_usage
+    kept = []
+    for raw, data in events:
+        if data is None:
+            kept.append(raw)
+            continue
+        if family.is_done_marker(data):
+            ex.stream_complete = True
+            kept.append(raw)
+            continue
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            kept.append(raw)
+            continue
+        verdict = family.tally_event(tally, event, wants_usage)
+        if verdict.terminal:
+            ex.stream_complete = True
+        if verdict.keep:
+            kept.append(raw)
+    return b"".join(kept)
+
+
+async def _try_write(out: web.StreamResponse, data: bytes) -> None:
+    try:
+        await out.write(data)
+        await out.write_eof()
+    except ConnectionResetError:
+        pass
