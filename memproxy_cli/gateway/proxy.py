@@ -46,10 +46,10 @@ async def handle(request: web.Request, family: ApiFamily) -> web.StreamResponse:
         if not ex.stream_complete:  # a client may hang up once it has the last event
             ex.row.status, ex.row.error = "client_disconnect", "client went away"
         raise
-    except Exception as exc:  # one bad request must not take the gateway down
+    except Exception:  # one bad request must not take the gateway down
         log.exception("unhandled error in request %s", ex.row.request_id)
         ex.row.status, ex.row.http_status = "error", 500
-        ex.row.error = f"internal error: {type(exc).__name__}"
+        ex.row.error = "internal gateway error (details in the daemon log)"
         return error_response(family, 500, "internal gateway error", None, ex.response_headers)
     finally:
         state.inflight -= 1

@@ -18,7 +18,8 @@ from typing import Any
 
 from memproxy_cli.api.family import Translation
 from memproxy_cli.errors import GatewayError
-from memproxy_cli.upstream.headers import caller_key, scrub, upstream_key
+from memproxy_cli.upstream.headers import caller_key, upstream_key
+from memproxy_cli.upstream.translated_errors import translated_error
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
 
 log = logging.getLogger("memproxy.litellm")
@@ -95,7 +96,7 @@ class LiteLLMAdapter:
         except GatewayError:
             raise
         except Exception as exc:
-            raise as_gateway_error(exc, secrets) from None
+            raise translated_error(exc, secrets) from None
         finally:
             call.timing.upstream_s += time.perf_counter() - started
         if result.events is not None:
@@ -113,13 +114,4 @@ async def _guarded(
     except GatewayError:
         raise
     except Exception as exc:
-        raise as_gateway_error(exc, secrets) from None
-
-
-def as_gateway_error(exc: Exception, secrets: tuple[str | None, ...]) -> GatewayError:
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int) or not 400 <= status <= 599:
-        status = 502
-    message = scrub(str(exc).encode(), secrets).decode("utf-8", "replace")[:500]
-    row_status = "upstream_timeout" if status in (408, 504) else "error"
-    return GatewayError(status, f"upstream error via LiteLLM: {message}", row_status=row_status)
+        raise translated_error(exc, secrets) from None
