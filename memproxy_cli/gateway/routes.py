@@ -84,6 +84,8 @@ async def _count_upstream(request: web.Request, route: Route, body: dict[str, An
     key = upstream_key(route, request.headers, bool(state.config.server.master_key))
     headers = upstream_headers(route, request.headers, key, traceparent_for(None)[0])
     url = route.endpoint_url("/messages/count_tokens")
+    if request.query_string:
+        url += "?" + request.query_string
     payload = orjson.dumps({**body, "model": route.upstream_model or body["model"]})
     timeout = aiohttp.ClientTimeout(total=state.config.server.connect_timeout_s * 6)
     try:

@@ -9,19 +9,41 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from memproxy_cli.upstream.routing import Route
 
-# Request headers a client may send on to the provider.
-_FORWARD = (
-    "content-type",
-    "accept",
-    "anthropic-version",
-    "anthropic-beta",
-    "anthropic-dangerous-direct-browser-access",
-    "openai-organization",
-    "openai-project",
-    "openai-beta",
-    "idempotency-key",
-    "tracestate",
+# Request headers that never cross the gateway: hop-by-hop (RFC 9110 7.6.1) and framing,
+# credentials the gateway manages (keys, cookies: each upstream session has its own jar),
+# and memproxy's own and identity headers. Every other header reaches the upstream as sent,
+# User-Agent and client session headers (X-Claude-Code-Session-Id, x-stainless-*) included.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",  # the upstream session negotiates its own compression
+        "expect",
+    }
 )
+_CREDENTIALS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "cookie",
+        "x-memproxy-token",
+    }
+)
+_IDENTITY = frozenset(
+    {"x-memory-user-id", "x-memproxy-project", "x-pycharm-instance", "traceparent"}
+)
+_OWN_PREFIX = "x-memproxy-"
+VIA = "1.1 memproxy"
 # Response headers relayed back to the client (by name or prefix).
 _RELAY = (
     "content-type",
@@ -63,10 +85,7 @@ def upstream_key(route: Route, incoming: Mapping[str, str], master_key_set: bool
 def upstream_headers(
     route: Route, incoming: CIMultiDictProxy[str], key: str | None, traceparent: str
 ) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for name in _FORWARD:
-        for value in incoming.getall(name, ()):
-            out.add(name, value)
+    out = end_to_end(incoming)
     out.setdefault("content-type", "application/json")
     out["traceparent"] = traceparent
     if key:
@@ -87,12 +106,33 @@ def upstream_headers(
     return out
 
 
+def end_to_end(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The client's headers that go on to the upstream, with memproxy added to `Via`."""
+    listed = {t.strip().lower() for v in incoming.getall("connection", ()) for t in v.split(",")}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        lower = name.lower()
+        if (
+            lower in _HOP_BY_HOP
+            or lower in _CREDENTIALS
+            or lower in _IDENTITY
+            or lower in listed
+            or lower.startswith(_OWN_PREFIX)
+            or lower == "via"
+        ):
+            continue
+        out.add(name, value)
+    via = incoming.getall("via", ())
+    out["Via"] = ", ".join([*via, VIA])
+    return out
+
+
 def edge_headers(
     incoming: CIMultiDictProxy[str], project: str | None, user_id: str, traceparent: str
 ) -> CIMultiDict[str]:
     """Headers toward a shared team gateway: the caller's own, plus who is calling."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name in (*_FORWARD, "authorization", "x-api-key", "x-pycharm-instance"):
+    out = end_to_end(incoming)
+    for name in ("authorization", "x-api-key", "x-pycharm-instance"):
         for value in incoming.getall(name, ()):
             out.add(name, value)
     out.setdefault("content-type", "application/json")
