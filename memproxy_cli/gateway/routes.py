@@ -16,7 +16,7 @@ from memproxy_cli.api.family import ApiFamily, Endpoint
 from memproxy_cli.api.registry import FAMILIES, family_for_path
 from memproxy_cli.api.tally import estimate_tokens
 from memproxy_cli.errors import GatewayError, RowStatus
-from memproxy_cli.gateway import proxy
+from memproxy_cli.gateway import model_list, proxy
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
@@ -35,28 +35,6 @@ def _generate(family: ApiFamily) -> Handler:
         return await proxy.handle(request, family)
 
     return handler
-
-
-async def models(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    created = int(state.started_at)
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "memproxy"}
-        for name in state.router.model_names()
-    ]
-    if request.headers.get("anthropic-version") or "x-api-key" in request.headers:
-        anthropic = [
-            {
-                "type": "model",
-                "id": m["id"],
-                "display_name": m["id"],
-                "created_at": "1970-01-01T00:00:00Z",
-            }
-            for m in data
-        ]
-        body = {"data": anthropic, "has_more": False, "first_id": None, "last_id": None}
-        return web.json_response(body, dumps=_dumps)
-    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -157,7 +135,8 @@ def add_routes(app: web.Application) -> None:
     for family in FAMILIES:
         for endpoint in family.endpoints:
             _add(app, family, endpoint)
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/models", models)
+    for prefix in ("/v1", ""):
+        app.router.add_get(prefix + "/models", model_list.models)
+        app.router.add_get(prefix + "/models/{model:.+}", model_list.model)
     app.router.add_get("/health", health)
     app.router.add_route("*", "/{tail:.*}", not_found)
