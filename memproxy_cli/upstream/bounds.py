@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from memproxy_cli.gateway.errors import GatewayError
+from memproxy_cli.errors import GatewayError
 
 # Memory stores at most a few thousand characters of a turn's answer (memory/turn_text.py);
 # keeping more than this of a stream's text serves nothing and costs RAM per request.
@@ -67,6 +67,17 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
             raise body_too_large(limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def close_stream(stream: object) -> None:
+    """Hang up on an upstream stream (a LiteLLM stream wrapper) without reading the rest."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception:
+        return
 
 
 class CappedText:
