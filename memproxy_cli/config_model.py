@@ -64,6 +64,25 @@ class ServerConfig(_Model):
         0.2, ge=0, le=1, description="Retries allowed as a fraction of recent requests."
     )
 
+    max_upstream_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest non-streaming upstream response, as sent and as inflated; "
+        "a bigger one ends the request with HTTP 502.",
+    )
+    max_upstream_event_bytes: int = Field(
+        8 * 1024 * 1024,
+        gt=0,
+        description="Largest single SSE event an upstream may send; "
+        "a bigger one ends the stream with an error event.",
+    )
+    max_stream_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description="Most bytes one upstream stream may send in all; "
+        "past it the stream ends with an error event.",
+    )
+
     _master_key_value: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")

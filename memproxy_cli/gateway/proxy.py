@@ -87,7 +87,7 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     if ex.memory_error:
         ex.response_headers["x-memproxy-memory-error"] = ex.memory_error
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
-    return await relay(ex, await _call(ex, state, route))
+    return await relay(ex, await _call(ex, state, route), state.config.server)
 
 
 async def _call(ex: Exchange, state: GatewayState, route: Route) -> UpstreamResponse:
@@ -127,7 +127,7 @@ async def _serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> we
     assert ex.identity is not None
     caller = (ex.identity.project, ex.identity.user_id)
     up = await passthrough.forward_edge(_upstream_call(ex, route), state, caller, gateway_url)
-    return await relay(ex, up)
+    return await relay(ex, up, state.config.server)
 
 
 def _identify(ex: Exchange, state: GatewayState) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from memproxy_cli.api.family import Translation
 from memproxy_cli.errors import GatewayError
+from memproxy_cli.upstream.bounds import close_stream
 from memproxy_cli.upstream.headers import caller_key, upstream_key
 from memproxy_cli.upstream.translated_errors import translated_error
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
@@ -115,3 +116,5 @@ async def _guarded(
         raise
     except Exception as exc:
         raise translated_error(exc, secrets) from None
+    finally:
+        await close_stream(events)
