@@ -244,10 +244,11 @@ class OpenAIChat(ApiFamily):
         stream = await litellm.acompletion(
             model=call.model, messages=messages, stream=True, **call.common, **params
         )
-        return Translated(events=_chunks(stream))
+        return Translated(events=sse_chunks(stream))
 
 
-async def _chunks(stream: Any) -> AsyncIterator[bytes]:
+async def sse_chunks(stream: Any) -> AsyncIterator[bytes]:
+    """LiteLLM's chunk objects as OpenAI SSE events, ending with `[DONE]`."""
     try:
         async for chunk in stream:
             yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"

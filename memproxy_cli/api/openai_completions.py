@@ -7,11 +7,9 @@ it (it would shift the completion) and nothing is remembered.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import orjson
 
 from memproxy_cli.api.family import (
     DROP,
@@ -32,6 +30,7 @@ from memproxy_cli.api.openai_chat import (
     openai_error_body,
     openai_usage,
     split_text,
+    sse_chunks,
 )
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.errors import GatewayError
@@ -165,7 +164,7 @@ class OpenAICompletions(ApiFamily):
             **call.common,
             **params,
         )
-        return Translated(events=_chunks(stream))
+        return Translated(events=sse_chunks(stream))
 
 
 def _first_text(body: Body) -> str:
@@ -179,12 +178,6 @@ def _first_text(body: Body) -> str:
 
 def _choice(text: str, finish: str | None) -> dict[str, Any]:
     return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
-
-
-async def _chunks(stream: Any) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"
-    yield b"data: [DONE]\n\n"
 
 
 OPENAI_COMPLETIONS = OpenAICompletions()
