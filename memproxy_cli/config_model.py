@@ -106,11 +106,18 @@ class LiteLLMParams(_Model):
         description="Provider model, LiteLLM style (openai/gpt-4o-mini, ollama/llama3.1)."
     )
     api_base: str | None = Field(
-        None, description="Base URL of the upstream (default: the provider's)."
+        None,
+        description=(
+            "Base URL of the upstream (default: the provider's); the daemon's own "
+            "OPENAI_API_KEY / ANTHROPIC_API_KEY is never sent to a base set here."
+        ),
     )
     api_key: str | None = Field(
         None,
-        description="Upstream key; use os.environ/NAME (default: the caller's own credentials).",
+        description=(
+            "Upstream key; use os.environ/NAME. When set, it is the only key sent to this "
+            "entry (none at all when the variable is unset). Unset: the caller's own credentials."
+        ),
     )
 
 
@@ -124,11 +131,17 @@ class Upstreams(_Model):
 
     openai: str = Field(
         "https://api.openai.com",
-        description="Base URL for gpt-*/o* models without a model_list entry.",
+        description=(
+            "Base URL for gpt-*/o* models without a model_list entry; a caller that sends no key "
+            "gets the daemon's OPENAI_API_KEY here (and only here)."
+        ),
     )
     anthropic: str = Field(
         "https://api.anthropic.com",
-        description="Base URL for claude-* models without a model_list entry.",
+        description=(
+            "Base URL for claude-* models without a model_list entry; a caller that sends no key "
+            "gets the daemon's ANTHROPIC_API_KEY here (and only here)."
+        ),
     )
 
 
