@@ -77,3 +77,18 @@ def test_doctor_reports_both(memproxy_home: Path) -> None:
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["local users"]["status"] == "warn"
     assert "master key" not in checks
+
+
+def test_project_limits_without_a_default_warn() -> None:
+    loose = _config(
+        "projects: {app: {allowed_models: [gpt-4o-mini]}}\nbudgets: {app: {daily_usd: 1}}"
+    )
+    result = access_checks.default_policy(loose)
+    assert result.status == "warn"
+    assert "projects" in result.found and "budgets" in result.found
+    closed = _config(
+        "projects: {app: {allowed_models: [gpt-4o-mini]}, '*': {allowed_models: []}}\n"
+        "budgets: {app: {daily_usd: 1}, '*': {daily_usd: 0}}"
+    )
+    assert access_checks.default_policy(closed).status == "ok"
+    assert access_checks.default_policy(_config("{}")).status == "ok"

@@ -23,7 +23,7 @@ def check_access(config: Config | None, config_file: str | None = None) -> list[
     from memproxy_cli.config import config_path
 
     path = config_path(config_file)
-    results = [local_users(config)] if config is not None else []
+    results = [local_users(config), default_policy(config)] if config is not None else []
     raw_key = _raw_master_key(path) if path is not None else None
     if raw_key is not None:
         results.append(master_key_strength(raw_key, path))
@@ -46,6 +46,29 @@ def local_users(config: Config) -> CheckResult:
         f"the listeners on {server.host} take requests from any local user: another account on "
         "this machine can spend the configured keys and read every project's memories",
         "set server.local_token: true (memproxy run and attach hand the token to your tools)",
+    )
+
+
+def default_policy(config: Config) -> CheckResult:
+    """Per-project limits bind only the requests that name the project; "*" binds the rest."""
+    from memproxy_cli.config_model import DEFAULT_POLICY
+
+    gaps = []
+    restricted = [
+        name
+        for name, policy in config.projects.items()
+        if name != DEFAULT_POLICY and policy.allowed_models is not None
+    ]
+    if restricted and DEFAULT_POLICY not in config.projects:
+        gaps.append('projects has allowed_models but no "*" entry')
+    if config.budgets and DEFAULT_POLICY not in config.budgets:
+        gaps.append('budgets has no "*" entry')
+    if not gaps:
+        return ok("default policy", "requests without a project have no limits to step around")
+    return warn(
+        "default policy",
+        f"{' and '.join(gaps)}: a request that names no project (or an unlisted one) escapes them",
+        'add "*" under projects and budgets: the policy and budget for every other request',
     )
 
 
