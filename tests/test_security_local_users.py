@@ -92,6 +92,7 @@ async def test_token_as_the_key_is_never_forwarded(
     assert status == 200
     status, _ = await _post(tokened, "/v1/messages", CLAUDE, {"Authorization": f"Bearer {token}"})
     assert status == 200
+    assert (await _post(tokened, "/v1/chat/completions", ECHO, {"x-goog-api-key": token}))[0] == 200
     openai_call, anthropic_call, oauth_style = fake.seen
     assert openai_call.headers["authorization"] == f"Bearer {OPENAI_ENV_KEY}"
     assert anthropic_call.headers["x-api-key"] == ANTHROPIC_ENV_KEY

@@ -62,9 +62,10 @@ def declares_json(content_type: str | None) -> bool:
 
 
 def presented_credentials(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(header, value) of every credential the caller sent: its token, API key or bearer."""
+    """(header, value) of every credential the caller sent: its token, API key or bearer
+    (Gemini clients send theirs in x-goog-api-key)."""
     found = []
-    for name in (TOKEN_HEADER, "x-api-key"):
+    for name in (TOKEN_HEADER, "x-api-key", "x-goog-api-key"):
         value = headers.get(name)
         if value:
             found.append((name, value.strip()))
