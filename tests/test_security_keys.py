@@ -134,3 +134,20 @@ async def test_litellm_gets_no_env_key_for_an_unset_configured_key(fake: FakePro
     (seen,) = fake.seen
     sent = str(dict(seen.headers))
     assert DAEMON_OPENAI not in sent and CALLER not in sent
+
+
+async def test_litellm_never_gets_the_master_key(fake: FakeProvider) -> None:
+    entries = [
+        {
+            "model_name": "gpt-via-anthropic",
+            "litellm_params": {"model": "openai/gpt-test", "api_base": fake.base + "/v1"},
+        }
+    ]
+    config = config_for(fake.base, model_list=entries, server={"master_key": MASTER})
+    async with running_gateway(config) as gw:
+        for headers in ({"Authorization": f"Bearer {MASTER}"}, {"x-api-key": MASTER}):
+            assert await _call(gw, "/v1/messages", "gpt-via-anthropic", headers) == 200
+    assert len(fake.seen) == 2
+    for seen in fake.seen:
+        sent = str(dict(seen.headers))
+        assert MASTER not in sent and DAEMON_OPENAI not in sent
