@@ -7,6 +7,7 @@ import re
 import pytest
 
 from memproxy_cli.config import parse_config
+from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.client_ua import parse_client
 from memproxy_cli.gateway.identity import CompiledMappings, Identity, resolve_identity
 
@@ -80,9 +81,18 @@ def test_invalid_project_header_is_ignored(bad: str, mappings: CompiledMappings)
 
 
 def test_project_port_identity_is_the_project(mappings: CompiledMappings) -> None:
-    headers = {"User-Agent": "claude-cli/2.0.14", "x-memproxy-project": "other"}
+    headers = {"User-Agent": "claude-cli/2.0.14", "x-memproxy-project": "shop"}
     who = resolve_identity(headers, "shop", mappings)
     assert (who.project, who.user_id, who.scope) == ("shop", "shop", "shop")
+    who = resolve_identity({"User-Agent": "claude-cli/2.0.14"}, "shop", mappings)
+    assert (who.project, who.user_id, who.scope) == ("shop", "shop", "shop")
+
+
+def test_project_port_refuses_another_project(mappings: CompiledMappings) -> None:
+    headers = {"User-Agent": "claude-cli/2.0.14", "x-memproxy-project": "other"}
+    with pytest.raises(GatewayError) as err:
+        resolve_identity(headers, "shop", mappings)
+    assert err.value.status == 403 and err.value.code == "project_mismatch"
 
 
 def test_project_port_keeps_an_explicit_user(mappings: CompiledMappings) -> None:

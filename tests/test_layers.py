@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "config_model": 5,
     "errors": 5,
     "registry": 5,
+    "local_token": 5,
     "__init__": 5,
 }
 PACKAGE = Path(memproxy_cli.__file__).parent

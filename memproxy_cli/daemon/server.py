@@ -54,6 +54,7 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
 
 async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     app = build_app(config, paths)
+    register_secrets([app[STATE].local_token])
     runner = GatewayAppRunner(
         app,
         header_timeout_s=config.server.header_timeout_s,
@@ -91,6 +92,7 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
         register_secrets(config_secrets(new.model_dump()))
         first_budgets = bool(new.budgets) and not state.config.budgets
         state.apply_config(new)
+        register_secrets([state.local_token])
         if first_budgets and state.budget is not None:
             await asyncio.to_thread(seed_budgets, state.budget, state)
         log.info("config reloaded", extra={"config": new.source})

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.client_ua import parse_client
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def resolve_identity(
     lowered = _lower(headers)
     explicit_user = _recordable(lowered.get(USER_ID_HEADER))
     if listener_project is not None:
+        _only_own_project(lowered.get(PROJECT_HEADER), listener_project)
         project: str | None = listener_project
         user_id = explicit_user or listener_project
     else:
@@ -87,6 +89,19 @@ def resolve_identity(
         client_version=version,
         client_instance=_recordable(lowered.get(INSTANCE_HEADER)),
         client_session=_recordable(lowered.get(SESSION_HEADER)),
+    )
+
+
+def _only_own_project(claimed: str | None, listener_project: str) -> None:
+    """A project port answers for its own project only: naming another is refused, not obeyed."""
+    if claimed is None or claimed.strip() == listener_project:
+        return
+    raise GatewayError(
+        403,
+        f"this listener serves project {listener_project!r} only; "
+        f"{PROJECT_HEADER} names another project",
+        "project_mismatch",
+        row_status="rejected",
     )
 
 

@@ -161,7 +161,7 @@ def _local_port(request: web.Request) -> int | None:
 
 def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
     project = ex.row.project
-    policy = state.config.projects.get(project) if project else None
+    policy = state.config.policy_for(project)  # projects["*"] covers requests without one
     if (
         policy is not None
         and policy.allowed_models is not None
@@ -169,13 +169,15 @@ def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
     ):
         raise GatewayError(
             403,
-            f"model {model!r} is not allowed for project {project!r} "
-            f"(allowed: {', '.join(policy.allowed_models) or 'none'})",
+            f"model {model!r} is not allowed for "
+            + (f"project {project!r}" if project else "requests without a project")
+            + f" (allowed: {', '.join(policy.allowed_models) or 'none'})",
             "model_not_allowed",
             row_status="rejected",
         )
-    if state.budget is not None and project:
-        verdict = state.budget.check(project)
+    budget_name = state.config.budget_name(project)
+    if state.budget is not None and budget_name:
+        verdict = state.budget.check(budget_name)
         if verdict is not None:
             raise GatewayError(429, verdict.message, "budget_exceeded", row_status="rejected")
 
@@ -220,8 +222,10 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
     route = ex.route
     if state.pricing is not None and route is not None and route.kind != "echo":
         row.cost_usd = state.pricing(row, route.litellm_model)
-    if state.budget is not None and row.project and row.cost_usd:
-        state.budget.add(row.project, row.cost_usd, row.ended_at)
+    if state.budget is not None and row.cost_usd:
+        # The project's own counter, and the shared default budget's when that is the one in force.
+        for name in {row.project, state.config.budget_name(row.project)} - {None}:
+            state.budget.add(name, row.cost_usd, row.ended_at)
     if state.recorder is not None:
         state.recorder.submit(row)
     # Formatting and writing the log line costs ~0.1 ms: do it after the response has gone out.

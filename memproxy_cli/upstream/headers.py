@@ -57,6 +57,7 @@ _RELAY = (
 _RELAY_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-", "openai-")
 
 _ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+NO_KEY = "memproxy-no-key-configured"  # what LiteLLM gets where no key may be sent
 
 
 def caller_key(headers: Mapping[str, str]) -> str | None:
@@ -71,15 +72,38 @@ def caller_key(headers: Mapping[str, str]) -> str | None:
 
 
 def upstream_key(route: Route, incoming: Mapping[str, str], master_key_set: bool) -> str | None:
-    """Config key first; else the caller's own (unless it is the master key); else the env."""
-    if route.api_key:
+    """The key sent upstream, or None for none at all.
+
+    A model_list api_key is the only candidate for its entry: when its os.environ/NAME is unset,
+    nothing is sent (no other key may go to that entry's server). Otherwise the caller's own
+    credential, unless the caller's credential is the gateway's (master key). Last, the daemon's
+    OPENAI_API_KEY / ANTHROPIC_API_KEY, only toward the provider's default base (`upstreams`),
+    never to an api_base the config did not pair with that key.
+    """
+    if route.key_configured:
         return route.api_key
     if not master_key_set:
         key = caller_key(incoming)
         if key:
             return key
+    if not env_key_allowed(route):
+        return None
     env = _ENV_KEYS.get(route.provider)
     return os.environ.get(env) if env else None
+
+
+def env_key_allowed(route: Route) -> bool:
+    """Whether a key from the daemon's environment may go to this route's upstream."""
+    return not route.key_configured and not route.custom_base
+
+
+def litellm_key(route: Route, incoming: Mapping[str, str], master_key_set: bool) -> str | None:
+    """`upstream_key` for LiteLLM, which reads provider variables itself when given no key:
+    where no environment key may go, a placeholder that is no secret stands in for "none"."""
+    key = upstream_key(route, incoming, master_key_set)
+    if key:
+        return key
+    return None if env_key_allowed(route) else NO_KEY
 
 
 def upstream_headers(
@@ -91,10 +115,12 @@ def upstream_headers(
     if key:
         if route.provider == "anthropic":
             bearer = incoming.get("authorization", "")
-            # Claude Code signed in with an account sends an OAuth bearer token, not an API key.
+            # Claude Code signed in with an account sends an OAuth bearer token, not an API key:
+            # relay it as a bearer only when it is the key chosen (the caller's own).
             if (
-                not route.api_key
+                not route.key_configured
                 and bearer[:7].lower() == "bearer "
+                and bearer[7:].strip() == key
                 and "x-api-key" not in incoming
             ):
                 out["authorization"] = bearer

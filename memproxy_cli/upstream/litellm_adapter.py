@@ -19,7 +19,7 @@ from typing import Any
 from memproxy_cli.api.family import Translation
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.upstream.bounds import close_stream
-from memproxy_cli.upstream.headers import caller_key, upstream_key
+from memproxy_cli.upstream.headers import caller_key, litellm_key
 from memproxy_cli.upstream.translated_errors import translated_error
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
 
@@ -75,7 +75,7 @@ class LiteLLMAdapter:
         """Translate `call` for its provider; failures become GatewayErrors without secrets."""
         route = call.route
         litellm = await self.module()
-        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key))
+        key = litellm_key(route, call.incoming, bool(deps.config.server.master_key))
         common: dict[str, Any] = {
             "api_key": key,
             "api_base": route.base_url or None,
