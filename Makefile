@@ -16,6 +16,7 @@ down:
 test: setup
 	@scripts/ensure-services
 	@scripts/ensure-claude-code
+	@scripts/ensure-agent-clis
 	$(VENV)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: setup
