@@ -124,6 +124,25 @@ async def test_responses_stream_tool_call_with_helper(fake_responses: FakeRespon
     assert call.name == "read_file" and json.loads(call.arguments) == {"path": "notes.txt"}
 
 
+async def test_responses_reasoning_item_first(fake_responses: FakeResponses) -> None:
+    fake_responses.behaviour.reasoning = "Thinking about it."
+    fake_responses.script_tool_call("exec_command", {"cmd": "ls"})
+    async with (
+        _client(fake_responses) as client,
+        client.responses.stream(
+            model="gpt-fake", input="List files", include=["reasoning.encrypted_content"]
+        ) as stream,
+    ):
+        names = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert [item.type for item in final.output] == ["reasoning", "function_call"]
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "Thinking about it."
+    assert reasoning.encrypted_content
+    assert "response.reasoning_summary_text.delta" in names
+
+
 async def test_responses_stream_failure(fake_responses: FakeResponses) -> None:
     fake_responses.script_failure("context_length_exceeded", "Your input exceeds the window.")
     async with _client(fake_responses) as client:
