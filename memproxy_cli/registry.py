@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from memproxy_cli.names import PROJECT_NAME, PROJECT_RULE
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
 REGISTRY_VERSION = 1
 DEFAULT_PORT_RANGE = (8765, 8964)
 LOCK_TIMEOUT_S = 10.0
-PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 StateName = Literal["listening", "not listening", "taken"]
@@ -32,7 +33,7 @@ class RegistryError(Exception):
 
 
 class InvalidProjectName(RegistryError):
-    """A project name outside `[A-Za-z0-9._-]{1,64}`."""
+    """A project name outside `names.PROJECT_NAME` (no `.`, `..` or leading `-`)."""
 
 
 class PortUnavailable(RegistryError):
@@ -81,9 +82,7 @@ class PortState:
 def validate_project(name: str) -> str:
     """Return the name, or raise InvalidProjectName explaining the allowed characters."""
     if not PROJECT_NAME.fullmatch(name):
-        raise InvalidProjectName(
-            f"invalid project name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-'"
-        )
+        raise InvalidProjectName(f"invalid project name {name!r}: use {PROJECT_RULE}")
     return name
 
 
@@ -92,7 +91,7 @@ def default_project_name(cwd: Path) -> str | None:
     start = cwd.resolve()
     for directory in (start, *start.parents):
         if (directory / ".git").exists():
-            name = _UNSAFE.sub("-", directory.name).strip("-")[:64]
+            name = _UNSAFE.sub("-", directory.name).lstrip("-.").rstrip("-")[:64]
             return name if PROJECT_NAME.fullmatch(name) else None
     return None
 

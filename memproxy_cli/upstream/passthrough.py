@@ -52,8 +52,8 @@ async def forward(ex: Exchange, state: GatewayState, path: str) -> web.StreamRes
     route = ex.route
     assert route is not None and state.sessions is not None
     url = route.endpoint_url(path)
-    if ex.request.query_string:
-        url += "?" + ex.request.query_string
+    if ex.request.rel_url.raw_query_string:  # as sent: the decoded form may hold '#' or '&'
+        url += "?" + ex.request.rel_url.raw_query_string
     origin = origin_of(url)
     _refuse_if_backed_off(state.sessions, url, origin)
     if not state.limiter.try_acquire(origin):
