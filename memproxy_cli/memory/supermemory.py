@@ -7,6 +7,7 @@ its whole life, so cookies an edge in front of the API sets (Cloudflare) are sen
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -34,6 +35,10 @@ def _timestamp(value: Any) -> float:
         except ValueError:
             return 0.0
     return 0.0
+
+
+def _stored_text(turn: Turn) -> str:
+    return redact(format_turn(turn.user, turn.assistant))
 
 
 def namespace(scope: str) -> str:
@@ -102,9 +107,11 @@ class SupermemoryBackend:
             metadata["model"] = turn.model
         if turn.request_id:
             metadata["request_id"] = turn.request_id
+        scope = namespace(scope)
+        content = await asyncio.to_thread(_stored_text, turn)
         ref = await self._client().add(
-            namespace(scope),
-            content=redact(format_turn(turn.user, turn.assistant)),
+            scope,
+            content=content,
             id=secrets.token_hex(8),
             metadata=metadata,
         )

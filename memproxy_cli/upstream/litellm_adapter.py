@@ -23,6 +23,7 @@ from memproxy_cli.gateway.errors import GatewayError, sse_error_event
 from memproxy_cli.gateway.exchange import Exchange
 from memproxy_cli.gateway.sse import SSEBuffer
 from memproxy_cli.gateway.state import GatewayState
+from memproxy_cli.memory.redact import CLIP_MARGIN
 from memproxy_cli.upstream.headers import caller_key, scrub, upstream_key
 
 log = logging.getLogger("memproxy.litellm")
@@ -235,6 +236,7 @@ def _as_gateway_error(exc: Exception, secrets: tuple[str | None, ...]) -> Gatewa
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int) or not 400 <= status <= 599:
         status = 502
-    message = scrub(str(exc).encode(), secrets).decode("utf-8", "replace")[:500]
+    text = str(exc)[: 500 + CLIP_MARGIN]  # only what is shown is scrubbed (on the loop)
+    message = scrub(text.encode(), secrets).decode("utf-8", "replace")[:500]
     row_status = "upstream_timeout" if status in (408, 504) else "error"
     return GatewayError(status, f"upstream error via LiteLLM: {message}", row_status=row_status)

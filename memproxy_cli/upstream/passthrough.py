@@ -20,7 +20,7 @@ from memproxy_cli.upstream.cloudflare import Verdict, parse_retry_after
 from memproxy_cli.upstream.headers import (
     edge_headers,
     relay_headers,
-    scrub,
+    scrub_off_loop,
     upstream_headers,
     upstream_key,
 )
@@ -199,7 +199,8 @@ async def _relay_whole(
     else:
         ex.row.status = "error"
         ex.row.error = f"upstream answered {resp.status}"
-        data = scrub(data, (key, ex.route.api_key if ex.route else None))
+        secrets = (key, ex.route.api_key if ex.route else None, *sessions.cookie_values(url))
+        data = await scrub_off_loop(data, secrets)
     return web.Response(status=resp.status, body=data, headers=headers)
 
 
