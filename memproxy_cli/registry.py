@@ -290,7 +290,7 @@ class PortRegistry:
         from filelock import FileLock, Timeout
 
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = FileLock(str(self.paths.registry_lock), timeout=self.lock_timeout_s)
+        lock = FileLock(str(self.paths.registry_lock), timeout=self.lock_timeout_s, mode=0o600)
         try:
             lock.acquire()
         except Timeout:

@@ -77,6 +77,13 @@ def cookie_file_for(cookie_dir: Path, origin: str) -> Path:
     return cookie_dir / f"{origin_slug(origin)}.json"
 
 
+def read_private_text(path: Path) -> str:
+    """A file of ours, never read through a symlink (OSError if it is one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return f.read()
+
+
 def write_private_json(path: Path, data: Any) -> None:
     """Write JSON readable only by the owner: a 0600 temp file, then an atomic replace."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -120,8 +127,8 @@ class CookieFile:
 def read_cookie_file(path: Path, origin: str | None = None) -> CookieFile | None:
     """The unexpired cookies in a jar file; None when it is missing or unreadable."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = json.loads(read_private_text(path))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
         return None
