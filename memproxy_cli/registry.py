@@ -337,6 +337,8 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
         raise RegistryCorrupt(
             f"the port registry {path} is not valid JSON ({exc}); {fix}"
         ) from None
+    except RecursionError:
+        raise RegistryCorrupt(f"the port registry {path} is nested too deeply; {fix}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("projects"), dict):
         raise RegistryCorrupt(f"the port registry {path} has no 'projects' mapping; {fix}")
     version = doc.get("version")
@@ -347,8 +349,17 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
         )
     projects: dict[str, Any] = doc["projects"]
     for name, rec in projects.items():
+        if not PROJECT_NAME.fullmatch(name):
+            raise RegistryCorrupt(f"the port registry {path}: {name[:80]!r} is no project; {fix}")
         if not (isinstance(rec, dict) and type(rec.get("port")) is int):
             raise RegistryCorrupt(f"the port registry {path}: entry {name!r} has no port; {fix}")
+        if not 1 <= rec["port"] <= 65535:
+            raise RegistryCorrupt(
+                f"the port registry {path}: entry {name!r} has port {rec['port']}, "
+                f"not between 1 and 65535; {fix}"
+            )
+        if not isinstance(rec.get("created_at", ""), str):
+            raise RegistryCorrupt(f"the port registry {path}: entry {name!r} is malformed; {fix}")
         rec.setdefault("created_at", "")
     return projects
 
