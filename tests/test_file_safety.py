@@ -27,9 +27,9 @@ def _loose_home(home: Path) -> list[Path]:
     for name in ("data", "state", "state/cookies", "logs"):
         (home / name).mkdir(mode=0o755, exist_ok=True)
         os.chmod(home / name, 0o755)
-    for name in ("logs/memproxy.log", "state/sessions.json", "data/spend-spill.jsonl"):
+    for name in ("logs/memproxy.log", "logs/startup.log", "state/sessions.json"):
         path = home / name
-        path.write_text("" if name.endswith("log") or name.endswith("jsonl") else "{}")
+        path.write_text("" if name.endswith("log") else "{}")
         os.chmod(path, 0o644)
         made.append(path)
     jar = cookie_file_for(home / "state" / "cookies", "https://api.example.com")
