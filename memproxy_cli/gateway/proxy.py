@@ -111,7 +111,7 @@ def _upstream_call(ex: Exchange, route: Route) -> UpstreamCall:
         stream=ex.stream,
         incoming=request.headers,
         path_qs=request.path_qs,
-        query=request.query_string,
+        query=request.rel_url.raw_query_string,  # as sent: decoded, it may hold "#" or "&"
         traceparent=ex.traceparent,
         model=ex.row.model or "",
         timing=ex.timing,

@@ -23,7 +23,7 @@ from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.store.rows import RequestRow
-from memproxy_cli.upstream.headers import scrub, upstream_headers, upstream_key
+from memproxy_cli.upstream.headers import scrub_off_loop, upstream_headers, upstream_key
 from memproxy_cli.upstream.routing import Route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,7 +70,8 @@ async def _count_upstream(request: web.Request, route: Route, body: dict[str, An
         async with state.sessions.session_for(url).post(
             url, data=payload, headers=headers, timeout=timeout
         ) as resp:
-            data = scrub(await resp.read(), (key,))
+            secrets = (key, *state.sessions.cookie_values(url))
+            data = await scrub_off_loop(await resp.read(), secrets)
             return web.Response(status=resp.status, body=data, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return error_response(ANTHROPIC_MESSAGES, 502, f"upstream failed: {type(exc).__name__}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -188,3 +189,8 @@ def scrub(data: bytes, secrets: tuple[str | None, ...]) -> bytes:
     text = data.decode("utf-8", "replace")
     cleaned = redact(text)
     return data if cleaned == text else cleaned.encode()
+
+
+async def scrub_off_loop(data: bytes, secrets: Iterable[str | None]) -> bytes:
+    """`scrub` in a worker thread: an upstream error body may be megabytes."""
+    return await asyncio.to_thread(scrub, data, tuple(secrets))

@@ -17,7 +17,7 @@ from memproxy_cli.upstream.cloudflare import Verdict, parse_retry_after
 from memproxy_cli.upstream.headers import (
     edge_headers,
     relay_headers,
-    scrub,
+    scrub_off_loop,
     upstream_headers,
     upstream_key,
 )
@@ -203,10 +203,11 @@ async def _whole(
     headers = relay_headers(resp.headers)
     if 200 <= resp.status < 300:
         return UpstreamResponse(resp.status, headers, body=data)
+    secrets = (*secrets, *sessions.cookie_values(url))
     return UpstreamResponse(
         resp.status,
         headers,
-        body=scrub(data, secrets),
+        body=await scrub_off_loop(data, secrets),
         error=f"upstream answered {resp.status}",
     )
 

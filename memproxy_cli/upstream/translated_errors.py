@@ -11,6 +11,7 @@ import re
 import orjson
 
 from memproxy_cli.errors import GatewayError, RowStatus
+from memproxy_cli.memory.redact import CLIP_MARGIN
 from memproxy_cli.upstream.headers import scrub
 
 # Exception class name -> (HTTP status, error code in OpenAI's vocabulary).
@@ -85,6 +86,7 @@ def _message_of(doc: object) -> str | None:
 
 
 def _clean(text: str, secrets: tuple[str | None, ...]) -> str:
+    text = text[: MAX_MESSAGE + CLIP_MARGIN]  # only what can be shown is cleaned (on the loop)
     text = _CLASS_NAMES.sub("", text)
     text = _PATHS.sub("[path]", text)
     text = scrub(text.encode(), secrets).decode("utf-8", "replace")
