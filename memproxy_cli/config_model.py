@@ -212,6 +212,11 @@ class MemoryConfig(_Model):
     store: bool = Field(
         True, description="Save each turn as a memory after the response (in the background)."
     )
+    recall_into_subagents: bool = Field(
+        False,
+        description="Inject memories into subagent conversations (started by another "
+        "conversation's tool call); their prompts are never stored either way.",
+    )
     local: LocalMemoryConfig = Field(
         default_factory=LocalMemoryConfig, description="Settings of the local backend."
     )
@@ -243,6 +248,9 @@ class MemoryOverride(_Model):
         None, ge=1, description="Recall time budget for this project."
     )
     store: bool | None = Field(None, description="Whether this project's turns are stored.")
+    recall_into_subagents: bool | None = Field(
+        None, description="Whether this project's subagent conversations get memories."
+    )
 
 
 class HeaderPattern(_Model):

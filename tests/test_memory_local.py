@@ -153,7 +153,7 @@ async def test_metadata_and_long_parts_are_clipped(store: LocalMemoryBackend) ->
     user, assistant = memory.text.split("\nAssistant: ")
     assert len(user) == len("User: ") + 4000
     assert len(assistant) == 4000
-    assert memory.metadata == {"model": "m1", "request_id": "r1"}
+    assert memory.metadata == {"model": "m1", "request_id": "r1", "parts": [4000, 4000]}
 
 
 async def test_concurrent_adds_from_many_tasks(store: LocalMemoryBackend) -> None:

@@ -121,7 +121,13 @@ class AnthropicMessages(ApiFamily):
         if not isinstance(body, dict):
             return
         anthropic_usage(tally, body.get("usage"))
-        tally.add_text(blocks_text(body.get("content")))
+        content = body.get("content")
+        tally.add_text(blocks_text(content))
+        if body.get("stop_reason") == "tool_use" or (
+            isinstance(content, list)
+            and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in content)
+        ):
+            tally.ended_with_tool_call = True
 
     def tally_event(self, tally: Tally, event: Any, client_wants_usage: bool) -> EventVerdict:
         if not isinstance(event, dict):
@@ -133,12 +139,19 @@ class AnthropicMessages(ApiFamily):
                 text = delta.get("text")
                 if isinstance(text, str):
                     tally.add_text(text)
+        elif kind == "content_block_start":
+            block = event.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                tally.ended_with_tool_call = True
         elif kind == "message_start":
             message = event.get("message")
             if isinstance(message, dict):
                 anthropic_usage(tally, message.get("usage"))
         elif kind == "message_delta":
             anthropic_usage(tally, event.get("usage"))
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason") == "tool_use":
+                tally.ended_with_tool_call = True
         elif kind == "message_stop":
             return TERMINAL
         return KEEP

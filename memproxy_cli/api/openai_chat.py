@@ -139,6 +139,10 @@ class OpenAIChat(ApiFamily):
             message = choices[0].get("message")
             if isinstance(message, dict):
                 tally.add_text(blocks_text(message.get("content")))
+                if message.get("tool_calls") or message.get("function_call"):
+                    tally.ended_with_tool_call = True
+            if choices[0].get("finish_reason") in _TOOL_FINISH:
+                tally.ended_with_tool_call = True
 
     def tally_event(self, tally: Tally, event: Any, client_wants_usage: bool) -> EventVerdict:
         if not isinstance(event, dict):
@@ -151,6 +155,10 @@ class OpenAIChat(ApiFamily):
                     content = delta.get("content")
                     if isinstance(content, str):
                         tally.add_text(content)
+                    if delta.get("tool_calls") or delta.get("function_call"):
+                        tally.ended_with_tool_call = True
+                    if choice.get("finish_reason") in _TOOL_FINISH:
+                        tally.ended_with_tool_call = True
         usage = event.get("usage")
         if isinstance(usage, dict):
             openai_usage(tally, usage)
@@ -162,7 +170,7 @@ class OpenAIChat(ApiFamily):
         return data == b"[DONE]"
 
     def conversation(self, body: Body) -> Conversation:
-        messages = chat_messages(body.get("messages"))
+        messages = [_chat_shape(m) for m in chat_messages(body.get("messages"))]
         system = "\n".join(
             t
             for m in messages
@@ -245,6 +253,51 @@ class OpenAIChat(ApiFamily):
             model=call.model, messages=messages, stream=True, **call.common, **params
         )
         return Translated(events=sse_chunks(stream))
+
+
+_TOOL_FINISH = frozenset({"tool_calls", "function_call"})
+
+
+def _chat_shape(message: dict[str, Any]) -> dict[str, Any]:
+    """A chat message as memory reads it: an assistant's `tool_calls` become `tool_use` blocks
+    and a `tool` message a user message with a `tool_result` block (other messages as sent)."""
+    role = message.get("role")
+    if role == "tool" or role == "function":
+        result = {"type": "tool_result", "content": message.get("content")}
+        return {"role": "user", "content": [result]}
+    calls = message.get("tool_calls")
+    if role != "assistant" or not isinstance(calls, list) or not calls:
+        return message
+    content = message.get("content")
+    blocks: list[dict[str, Any]] = (
+        [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+    )
+    if isinstance(content, list):
+        blocks = [b for b in content if isinstance(b, dict)]
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "name": function.get("name"),
+                    "input": _arguments(function.get("arguments")),
+                }
+            )
+    return {"role": "assistant", "content": blocks}
+
+
+def _arguments(raw: Any) -> Any:
+    """A tool call's arguments: chat sends a JSON string; anything unreadable is no input."""
+    if isinstance(raw, dict):
+        return raw
+    if not isinstance(raw, str):
+        return {}
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 async def sse_chunks(stream: Any) -> AsyncIterator[bytes]:

@@ -20,6 +20,9 @@ class Tally:
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
     text_parts: CappedText = field(default_factory=CappedText)
+    # The answer ends in a tool call (the agent loop goes on): its text is a preamble, not the
+    # final answer of the human's turn.
+    ended_with_tool_call: bool = False
 
     @property
     def text(self) -> str:

@@ -12,6 +12,7 @@ from aiohttp import web
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.gateway.identity import Identity
+from memproxy_cli.memory.service import Recall
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.routing import Route
 from memproxy_cli.upstream.transport import Timing
@@ -75,6 +76,7 @@ class Exchange:
     stream_complete: bool = False  # the terminal SSE event reached the client
     tally: Tally = field(default_factory=Tally)
     recall_user_text: str | None = None
+    recall: Recall | None = None  # what memory made of the request, for storing its turn
     memory_error: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -186,10 +186,14 @@ async def _recall(ex: Exchange, state: GatewayState) -> None:
     memory = state.memory
     if memory is None or ex.identity is None:
         return
-    recall = await memory.recall(ex.family, ex.body, ex.identity.scope, ex.identity.project)
+    identity = ex.identity
+    recall = await memory.recall(
+        ex.family, ex.body, identity.scope, identity.project, ex.request.headers, identity.client
+    )
     ex.row.memories_injected = recall.memories_injected
     ex.memory_error = recall.error
     ex.recall_user_text = recall.user_text
+    ex.recall = recall
     if recall.modified:
         ex.modified = True
 
@@ -234,17 +238,20 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
 
 
 def _remember(ex: Exchange, state: GatewayState) -> None:
-    if state.memory is None or ex.identity is None or ex.row.status != "ok":
+    """The turn is stored once the answer ends its agent loop (memory/capture.py)."""
+    if state.memory is None or ex.identity is None or ex.recall is None:
         return
-    if ex.recall_user_text and ex.tally.text:
-        state.memory.remember(
-            ex.identity.scope,
-            ex.identity.project,
-            ex.recall_user_text,
-            ex.tally.text,
-            ex.row.model,
-            ex.row.request_id,
-        )
+    echo = ex.route is not None and ex.route.kind == "echo"
+    state.memory.finish(
+        ex.recall,
+        ex.identity.scope,
+        ex.identity.project,
+        ex.row.status,
+        ex.tally,
+        echo,
+        ex.row.model,
+        ex.row.request_id,
+    )
 
 
 def _log_row(row: RequestRow) -> None:

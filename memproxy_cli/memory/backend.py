@@ -9,14 +9,23 @@ from typing import Any, Protocol
 
 @dataclass(slots=True)
 class Turn:
-    """One answered exchange, already redacted, to be remembered."""
+    """One answered exchange, already redacted, to be remembered.
 
-    user: str
-    assistant: str
+    The parts are kept apart so a backend indexes the words, not labels: `format_turn` adds
+    `User:`/`Assistant:`/`Actions:` only where a memory is shown or injected. A backend stores a
+    turn whose `dedup_key` it already holds in the scope once, refreshing its recency instead.
+    """
+
+    user: str  # the human's words, client chrome removed
+    assistant: str  # the final answer of the agent loop
     model: str | None = None
     request_id: str | None = None
     created_at: float | None = None  # unix seconds; now when None
     metadata: dict[str, Any] = field(default_factory=dict)
+    client: str | None = None  # the tool that sent it, e.g. claude-cli (from its User-Agent)
+    note: str = ""  # what the loop did: "edited src/app.py, ran pytest"
+    chrome_chars: int = 0  # how much client chrome was removed from the human's message
+    dedup_key: str | None = None  # the same for turns whose normalised text is the same
 
 
 @dataclass(slots=True)

@@ -2,24 +2,24 @@
 
 Each API family turns its request body into a `Conversation`: the system text and the messages
 in one chat shape (`role` user | assistant | system, `content` a str or a list of blocks of type
-`text`/`input_text`/`tool_result`). Memory reads only this, so it never branches on the API.
+`text`/`input_text`/`tool_result`, and in assistant messages `tool_use` blocks
+`{"type": "tool_use", "name": str, "input": dict}` for the tool calls the model made). A tool's
+result is a user message whose content holds a `tool_result` block (whatever the API calls it:
+a chat `tool` message, Responses `function_call_output`, Gemini `functionResponse`). Memory
+reads only this, so it never branches on the API.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memproxy_cli.config import InjectionStrategy
+from memproxy_cli.memory.chrome import strip_wrappers
 
 Body = dict[str, Any]
 
 _TEXT_TYPES = frozenset({"text", "input_text"})
-# Client-generated context (Claude Code reminders) and our own block are not the user speaking.
-_NOT_USER_WORDS = re.compile(
-    r"<system-reminder>.*?</system-reminder>|<memproxy-memories>.*?</memproxy-memories>", re.S
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,9 @@ class Conversation:
     system: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
     max_tokens: Any = None  # the request's output limit as sent (a probe sends 1)
+    # The body itself says another conversation's tool call started this one (Gemini CLI's
+    # subagents offer `complete_task`); header markers are read by memory/capture.py.
+    subagent: bool = False
 
 
 class Dialect(Protocol):
@@ -64,11 +67,12 @@ def has_tool_result(content: Any) -> bool:
 
 
 def spoken_text(message: dict[str, Any]) -> str:
-    """What a user actually typed: no tool results, reminders or injected memories."""
+    """What a user actually typed: no tool results, client wrappers (chrome.py) or injected
+    memories."""
     if has_tool_result(message.get("content")):
         return ""
     joined = "\n".join(content_texts(message.get("content")))
-    return _NOT_USER_WORDS.sub("", joined).strip()
+    return strip_wrappers(joined).strip()
 
 
 def user_texts(conversation: Conversation) -> list[str]:

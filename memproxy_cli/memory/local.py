@@ -24,7 +24,7 @@ from memproxy_cli.memory.local_schema import SCHEMA, rebuild_fts_if_outdated
 from memproxy_cli.memory.local_search import LocalSearch, row_to_memory
 from memproxy_cli.memory.redact import redact
 from memproxy_cli.memory.turn_batcher import TurnBatcher
-from memproxy_cli.memory.turn_text import format_turn
+from memproxy_cli.memory.turn_text import labeled, unlabeled
 
 T = TypeVar("T")
 log = logging.getLogger("memproxy.memory")
@@ -37,10 +37,24 @@ _LIST_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
 ORDER BY m.created_at DESC, m.rowid DESC LIMIT ? OFFSET ?
 """
+# A turn stored again: the memory is kept once, newer, with a count of the repeats.
+_DUPLICATE_SQL = (
+    "SELECT rowid, id FROM memories WHERE scope = ? AND json_extract(metadata, '$.dedup') = ?"
+)
+_REFRESH_SQL = """
+UPDATE memories SET created_at = max(created_at, ?), metadata = json_set(metadata, '$.repeats',
+    coalesce(json_extract(metadata, '$.repeats'), 0) + 1) WHERE rowid = ?
+"""
 _EXPORT_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata
 FROM memories AS m WHERE m.scope = ? ORDER BY m.created_at, m.rowid
 """
+
+
+def _shown(memory: Memory) -> Memory:
+    """A memory as people and models see it: its parts labeled (turn_text.py)."""
+    memory.text = labeled(memory.text, memory.metadata.get("parts"))
+    return memory
 
 
 class LocalMemoryBackend:
@@ -130,17 +144,36 @@ class LocalMemoryBackend:
         # and one lock instead of one per statement.
         conn.execute("BEGIN")
         try:
-            return self._search.search(conn, scope, terms, k, now, TERM_MATCH_BUDGET)
+            found = self._search.search(conn, scope, terms, k, now, TERM_MATCH_BUDGET)
+            return [_shown(m) for m in found]
         finally:
             conn.execute("ROLLBACK")  # it only read
 
     def add_sync(self, scope: str, turn: Turn) -> str:
-        memory_id = secrets.token_hex(8)
-        text = redact(format_turn(turn.user, turn.assistant))
-        metadata = {k: v for k, v in (("model", turn.model), ("request_id", turn.request_id)) if v}
-        metadata.update(turn.metadata)
+        """Store a turn; one whose `dedup_key` the scope holds refreshes that memory instead."""
         created = turn.created_at if turn.created_at is not None else time.time()
-        self._connection().execute(
+        conn = self._connection()
+        if turn.dedup_key:
+            row = conn.execute(_DUPLICATE_SQL, (scope, turn.dedup_key)).fetchone()
+            if row is not None:
+                conn.execute(_REFRESH_SQL, (created, row[0]))
+                return str(row[1])
+        memory_id = secrets.token_hex(8)
+        text, lengths = unlabeled(redact(turn.user), redact(turn.assistant), redact(turn.note))
+        metadata: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("model", turn.model),
+                ("request_id", turn.request_id),
+                ("client", turn.client),
+                ("dedup", turn.dedup_key),
+                ("chrome_chars", turn.chrome_chars),
+            )
+            if v
+        }
+        metadata["parts"] = lengths
+        metadata.update(turn.metadata)
+        conn.execute(
             "INSERT INTO memories (id, scope, text, created_at, metadata) VALUES (?, ?, ?, ?, ?)",
             (memory_id, scope, text, created, json.dumps(metadata)),
         )
@@ -164,7 +197,7 @@ class LocalMemoryBackend:
 
     def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
-        return [row_to_memory(row) for row in rows]
+        return [_shown(row_to_memory(row)) for row in rows]
 
     def forget_sync(self, scope: str | None, memory_id: str) -> bool:
         """Delete one memory; with scope None, wherever it is."""
@@ -177,7 +210,8 @@ class LocalMemoryBackend:
         return cur.rowcount > 0
 
     def export_sync(self, scope: str) -> list[Memory]:
-        return [row_to_memory(row) for row in self._connection().execute(_EXPORT_SQL, (scope,))]
+        rows = self._connection().execute(_EXPORT_SQL, (scope,))
+        return [_shown(row_to_memory(row)) for row in rows]
 
     def scopes_sync(self) -> list[tuple[str, int]]:
         sql = "SELECT scope, count(*) FROM memories GROUP BY scope ORDER BY scope"

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS memories (
     metadata TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS memories_scope_created ON memories (scope, created_at);
+CREATE INDEX IF NOT EXISTS memories_dedup ON memories (scope, json_extract(metadata, '$.dedup'));
 """
 _TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memproxy_cli.config import Config, MemoryConfig, resolve_secret
 from memproxy_cli.memory.backend import Memory, MemoryBackend, Turn
 from memproxy_cli.memory.background import is_background_call
-from memproxy_cli.memory.conversation import Conversation, Dialect, new_user_text
+from memproxy_cli.memory.capture import Capture, LoopTracker, OpenLoop
+from memproxy_cli.memory.capture_stats import FILE_NAME, CaptureStats, add_counts
+from memproxy_cli.memory.conversation import Conversation, Dialect
 from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
-from memproxy_cli.memory.turn_text import MAX_PART_CHARS
+from memproxy_cli.memory.turn_text import MAX_PART_CHARS, dedup_key
 from memproxy_cli.paths import Paths
 
 if TYPE_CHECKING:
@@ -30,15 +33,28 @@ RECALL_CACHE_TTL_S = 30
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
+STATS_FLUSH_S = 2.0  # skip counters reach their file this long after they change
+_NO_HEADERS: Mapping[str, str] = {}
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]+")
+
+
+class Answer(Protocol):
+    """What memory reads of a response (the API family's Tally)."""
+
+    @property
+    def text(self) -> str: ...
+
+    ended_with_tool_call: bool
 
 
 @dataclass
 class Recall:
     memories_injected: int = 0
     error: str | None = None  # short reason, e.g. "timeout after 300 ms", "backend error: ..."
-    user_text: str | None = None  # the new user message (for remembering), None if no recall
+    user_text: str | None = None  # the human's new message, chrome removed; None if none
     modified: bool = False  # body was changed in place
+    capture: Capture | None = None  # where the request sits in its agent loop
+    client: str | None = None
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -48,9 +64,13 @@ def _short_reason(exc: BaseException) -> str:
     return f"backend error: {name}: {detail}" if detail else f"backend error: {name}"
 
 
-def _stored_parts(user: str, assistant: str) -> tuple[str, str]:
-    """The redacted parts of a turn, as much of each as a stored turn keeps (turn_text.py)."""
-    return redact_prefix(user, MAX_PART_CHARS), redact_prefix(assistant, MAX_PART_CHARS)
+def _stored_parts(turn: Turn) -> None:
+    """Redact the parts of a turn, as much of each as a stored turn keeps (turn_text.py), and
+    key it for duplicates."""
+    turn.user = redact_prefix(turn.user, MAX_PART_CHARS)
+    turn.assistant = redact_prefix(turn.assistant, MAX_PART_CHARS)
+    turn.note = redact_prefix(turn.note, MAX_PART_CHARS)
+    turn.dedup_key = dedup_key(turn.user, turn.assistant)
 
 
 class MemoryService:
@@ -75,6 +95,9 @@ class MemoryService:
         self._cache = cache
         self.dropped_stores = 0
         self.failed_stores = 0
+        self.loops = LoopTracker(on_evict=self._abandoned)
+        self.stats = CaptureStats()
+        self._stats_flush: asyncio.TimerHandle | None = None
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded config from the next request on (backends are kept)."""
@@ -116,23 +139,35 @@ class MemoryService:
     # -- recall -----------------------------------------------------------------------------
 
     async def recall(
-        self, dialect: Dialect, body: dict[str, Any], scope: str, project: str | None
+        self,
+        dialect: Dialect,
+        body: dict[str, Any],
+        scope: str,
+        project: str | None,
+        headers: Mapping[str, str] = _NO_HEADERS,
+        client: str | None = None,
     ) -> Recall:
-        """Search and inject memories into `body` in place; never raises, never over budget."""
+        """Place the request in its agent loop (capture.py), then search and inject memories
+        into `body` in place when it carries the human's new message; never raises, never over
+        budget. `headers` must look names up lower case (aiohttp's ignore case)."""
         settings = self._config.memory_for(project)
         backend = self.backend_for(settings)
         if backend is None:
             return Recall()
         conversation = dialect.conversation(body)
         if is_background_call(conversation):
+            self._skip(scope, "background")
             return Recall()
-        user_text = new_user_text(conversation)
-        if user_text is None:
-            return Recall()
-        result = Recall(user_text=user_text)
+        capture = self.loops.observe(conversation, headers, scope)
+        result = Recall(capture=capture, client=client)
+        if capture is None or not capture.human_leg or capture.loop is None:
+            return result
+        if capture.subagent and not settings.recall_into_subagents:
+            return result
+        result.user_text = capture.loop.human
         if settings.top_k == 0 or settings.max_chars == 0:
             return result
-        query = build_query(conversation, settings.query_strategy, settings.n)
+        query = build_query(conversation, settings.query_strategy, settings.n, capture.loop.human)
         budget_ms = settings.recall_timeout_ms
         try:
             found = await asyncio.wait_for(
@@ -187,6 +222,43 @@ class MemoryService:
 
     # -- remember ---------------------------------------------------------------------------
 
+    def finish(
+        self,
+        recall: Recall,
+        scope: str,
+        project: str | None,
+        status: str,
+        answer: Answer,
+        echo: bool,
+        model: str | None,
+        request_id: str | None,
+    ) -> None:
+        """After the response: store the turn when this answer ended the human's agent loop."""
+        capture = recall.capture
+        if capture is None or capture.loop is None:
+            return
+        ok = status == "ok"
+        draft = self.loops.finish(capture, ok, answer.ended_with_tool_call, answer.text)
+        if draft is None:
+            if not ok:
+                self._skip(scope, "client_disconnect" if status == "client_disconnect" else "error")
+            elif not answer.ended_with_tool_call:
+                self._skip(scope, "no_answer")
+            return
+        if echo or capture.subagent:
+            self._skip(scope, "echo" if echo else "subagent")
+            return
+        turn = Turn(
+            user=draft.human,
+            assistant=draft.answer,
+            model=model,
+            request_id=request_id,
+            client=recall.client,
+            note=draft.note,
+            chrome_chars=draft.chrome_chars,
+        )
+        self.store(scope, project, turn)
+
     def remember(
         self,
         scope: str,
@@ -196,31 +268,67 @@ class MemoryService:
         model: str | None,
         request_id: str | None,
     ) -> None:
-        """Store the turn in the background; returns at once (call from the event loop)."""
+        """Store one exchange in the background; returns at once (call from the event loop)."""
+        turn = Turn(user=user_text, assistant=assistant_text, model=model, request_id=request_id)
+        self.store(scope, project, turn)
+
+    def store(self, scope: str, project: str | None, turn: Turn) -> None:
+        """Store `turn` in the background; returns at once (call from the event loop)."""
         settings = self._config.memory_for(project)
         backend = self.backend_for(settings)
-        if backend is None or not settings.store:
+        if backend is None:
             return
-        if not user_text.strip() or not assistant_text.strip():
+        if not settings.store:
+            self._skip(scope, "store_off")
+            return
+        if not turn.user.strip() or not turn.assistant.strip():
             return
         if len(self._pending) >= self._max_pending:
             self.dropped_stores += 1
             log.warning("memory store queue full (%d); dropped a turn", self._max_pending)
             return
-        turn = Turn(user=user_text, assistant=assistant_text, model=model, request_id=request_id)
         task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _store(self, backend: MemoryBackend, scope: str, turn: Turn) -> None:
         # Only what is stored is redacted, in a thread: a large message must not stall the loop.
-        parts = await asyncio.to_thread(_stored_parts, turn.user, turn.assistant)
-        turn.user, turn.assistant = parts
+        await asyncio.to_thread(_stored_parts, turn)
         try:
             await backend.add(scope, turn)
         except Exception as exc:
             self.failed_stores += 1
             log.warning("memory store failed for scope %r: %s", scope, _short_reason(exc))
+
+    # -- skip counters ----------------------------------------------------------------------
+
+    def _skip(self, scope: str, reason: str) -> None:
+        self.stats.skip(scope, reason)
+        if self._stats_flush is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._stats_flush = loop.call_later(STATS_FLUSH_S, self._flush_soon)
+
+    def _abandoned(self, scope: str, loop: OpenLoop) -> None:
+        self._skip(scope, "abandoned")
+
+    def _flush_soon(self) -> None:
+        self._stats_flush = None
+        task = asyncio.get_running_loop().create_task(self.flush_stats())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def flush_stats(self) -> None:
+        """Add the skip counts since the last flush to the stats file."""
+        if not self.stats.dirty:
+            return
+        counts = self.stats.take()
+        try:
+            await asyncio.to_thread(add_counts, self._paths.data_dir / FILE_NAME, counts)
+        except OSError as exc:
+            log.warning("memory: could not write capture stats: %s", exc)
 
     @property
     def pending(self) -> int:
@@ -232,6 +340,10 @@ class MemoryService:
             await asyncio.wait(set(self._pending), timeout=timeout)
 
     async def close(self) -> None:
+        if self._stats_flush is not None:
+            self._stats_flush.cancel()
+            self._stats_flush = None
+        await self.flush_stats()
         for task in list(self._pending):
             task.cancel()
         if self._pending:

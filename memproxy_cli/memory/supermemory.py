@@ -38,7 +38,7 @@ def _timestamp(value: Any) -> float:
 
 
 def _stored_text(turn: Turn) -> str:
-    return redact(format_turn(turn.user, turn.assistant))
+    return redact(format_turn(turn.user, turn.assistant, note=turn.note))
 
 
 def namespace(scope: str) -> str:
@@ -107,6 +107,8 @@ class SupermemoryBackend:
             metadata["model"] = turn.model
         if turn.request_id:
             metadata["request_id"] = turn.request_id
+        if turn.client:
+            metadata["client"] = turn.client
         scope = namespace(scope)
         content = await asyncio.to_thread(_stored_text, turn)
         ref = await self._client().add(
