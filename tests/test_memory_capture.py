@@ -312,3 +312,45 @@ async def test_echo_turns_and_failed_calls_are_not_stored(
     await memory.flush_stats()
     stats = json.loads((gateway.state.paths.data_dir / "capture-stats.json").read_text())
     assert stats["skipped"]["p"] == {"echo": 1, "error": 1}
+
+
+def test_memory_stats_per_client_with_skips(tmp_path: Path) -> None:
+    import asyncio
+
+    from memproxy_cli.config import parse_config
+    from memproxy_cli.memory.admin import memory_stats
+    from memproxy_cli.memory.capture_stats import add_counts
+    from memproxy_cli.paths import Paths
+
+    paths = Paths(
+        config_dir=tmp_path / "c",
+        data_dir=tmp_path / "d",
+        state_dir=tmp_path / "s",
+        log_dir=tmp_path / "l",
+    )
+    config = parse_config("memory: {backend: local}\n", "c.yaml")
+    store = LocalMemoryBackend(paths.memory_db)
+
+    async def fill() -> None:
+        for client, text, chrome in (
+            ("claude-cli", "a", 120),
+            ("claude-cli", "a", 120),
+            ("aider", "b", 0),
+        ):
+            turn = Turn(user=f"we use {text}", assistant="ok", client=client, chrome_chars=chrome)
+            turn.dedup_key = dedup_key(turn.user, turn.assistant)
+            await store.add("p", turn)
+        await store.close()
+
+    asyncio.run(fill())
+    add_counts(paths.data_dir / "capture-stats.json", {"p": {"subagent": 2}, "q": {"echo": 1}})
+    add_counts(paths.data_dir / "capture-stats.json", {"p": {"subagent": 1, "error": 1}})
+    found = memory_stats(config, paths, "p")
+    assert found["memories"] == 2
+    assert found["by_client"] == {
+        "claude-cli": {"memories": 1, "chars": len("we use a\nok")},
+        "aider": {"memories": 1, "chars": len("we use b\nok")},
+    }
+    assert found["duplicates_skipped"] == 1
+    assert found["chrome_stripped"] == {"memories": 1, "chars": 120}
+    assert found["skipped"] == {"error": 1, "subagent": 3}

@@ -101,3 +101,22 @@ def test_bad_config_exits_with_config_status(app: typer.Typer, memproxy_home: Pa
         app, ["memory", "list", "-p", "x"], env={"MEMPROXY_CONFIG": str(config)}
     )
     assert result.exit_code == 3
+
+
+def test_list_shows_the_client_and_stats_count_per_client(app: typer.Typer) -> None:
+    store = LocalMemoryBackend(get_paths().ensure().memory_db)
+    try:
+        store.add_sync("gamma", Turn("we deploy with Helm", "ok", client="claude-cli"))
+        store.add_sync("gamma", Turn("lint with ruff", "ok", client="opencode"))
+    finally:
+        store.close_sync()
+    code, out = invoke(app, "list", "-p", "gamma")
+    assert code == 0 and "claude-cli" in out and "opencode" in out
+    code, out = invoke(app, "stats", "-p", "gamma", "--json")
+    assert code == 0
+    found = json.loads(out)
+    assert found["memories"] == 2
+    assert set(found["by_client"]) == {"claude-cli", "opencode"}
+    assert found["skipped"] == {}
+    code, out = invoke(app, "stats", "-p", "gamma")
+    assert code == 0 and "2 memories" in out and "turns not stored: none" in out

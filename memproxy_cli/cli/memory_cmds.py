@@ -1,4 +1,4 @@
-"""`memproxy memory list|search|forget|export`: read and manage the store directly, no daemon."""
+"""`memproxy memory list|search|forget|export|stats`: read and manage the store, no daemon."""
 
 from __future__ import annotations
 
@@ -40,11 +40,13 @@ def _show(records: list[dict[str, Any]], as_json: bool, scored: bool = False) ->
         return
     from memproxy_cli.cli.data_table import DataTable
 
-    table = DataTable("id", "created", *(["score"] if scored else []), "text", show_lines=False)
+    columns = ("id", "created", "client", *(["score"] if scored else []), "text")
+    table = DataTable(*columns, show_lines=False)
     for r in records:
         text = r["text"].replace("\n", " | ")
         score = [f"{r['score']:.3f}"] if scored else []
-        table.add_row(r["id"], r["created_at"], *score, text[:160])
+        client = r["metadata"].get("client") if isinstance(r["metadata"], dict) else None
+        table.add_row(r["id"], r["created_at"], str(client or "-"), *score, text[:160])
     output.out.print(table if records else "no memories")
 
 
@@ -118,6 +120,40 @@ def export(
     else:
         out.write_text(text, encoding="utf-8")
         output.say(f"wrote {len(records)} memories to {out}")
+
+
+@memory_app.command("stats")
+def stats(project: str = PROJECT, as_json: bool = AS_JSON) -> None:
+    """Memories per client and their size, duplicates and chrome left out, turns skipped and why.
+
+    Example: memproxy memory stats --project my-app --json
+    """
+    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.memory.admin import memory_stats
+    from memproxy_cli.paths import get_paths
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        output.fail(str(exc), ExitStatus.CONFIG)
+    found = memory_stats(config, get_paths(), project)
+    if as_json:
+        output.json(found)
+        return
+    from memproxy_cli.cli.data_table import DataTable
+
+    table = DataTable("client", "memories", "chars", show_lines=False)
+    for client, row in found["by_client"].items():
+        table.add_row(client, str(row["memories"]), str(row["chars"]))
+    output.out.print(table if found["by_client"] else "no memories")
+    chrome = found["chrome_stripped"]
+    output.out.print(
+        f"{found['memories']} memories, {found['chars']} characters; "
+        f"duplicates skipped: {found['duplicates_skipped']}; chrome stripped from "
+        f"{chrome['memories']} memories ({chrome['chars']} characters)"
+    )
+    skipped = ", ".join(f"{k} {v}" for k, v in found["skipped"].items()) or "none"
+    output.out.print(f"turns not stored: {skipped}")
 
 
 def register(app: typer.Typer) -> None:

@@ -52,3 +52,74 @@ def to_record(memory: Memory) -> dict[str, Any]:
         "text": memory.text,
         "metadata": memory.metadata,
     }
+
+
+_STATS_SQL = """
+SELECT coalesce(json_extract(metadata, '$.client'), ''), count(*), sum(length(text)),
+    sum(coalesce(json_extract(metadata, '$.repeats'), 0)),
+    sum(coalesce(json_extract(metadata, '$.chrome_chars'), 0) > 0),
+    sum(coalesce(json_extract(metadata, '$.chrome_chars'), 0))
+FROM memories WHERE scope = ? GROUP BY 1 ORDER BY 2 DESC
+"""
+
+
+def memory_stats(config: Config, paths: Paths, project: str) -> dict[str, Any]:
+    """What the store holds for a project, per client, and why turns were left out."""
+    from memproxy_cli.memory.capture_stats import FILE_NAME, read_counts
+
+    rows = _stat_rows(config, paths, project)
+    by_client = {
+        (client or "unknown"): {"memories": n, "chars": chars} for client, n, chars, *_ in rows
+    }
+    skipped = read_counts(paths.data_dir / FILE_NAME).get(project, {})
+    return {
+        "project": project,
+        "backend": config.memory_for(project).backend,
+        "memories": sum(r[1] for r in rows),
+        "chars": sum(r[2] for r in rows),
+        "by_client": by_client,
+        "duplicates_skipped": sum(r[3] for r in rows),
+        "chrome_stripped": {"memories": sum(r[4] for r in rows), "chars": sum(r[5] for r in rows)},
+        "skipped": dict(sorted(skipped.items())),
+    }
+
+
+def _stat_rows(
+    config: Config, paths: Paths, project: str
+) -> list[tuple[str, int, int, int, int, int]]:
+    """(client, memories, chars, repeats, with chrome, chrome chars) per client."""
+    settings = config.memory_for(project)
+    if settings.backend == "local":
+        path = local_path(config, paths)
+        if not path.exists():
+            return []
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [
+                (str(c), int(n), int(s or 0), int(r or 0), int(w or 0), int(cc or 0))
+                for c, n, s, r, w, cc in conn.execute(_STATS_SQL, (project,))
+            ]
+        finally:
+            conn.close()
+    backend = open_backend(config, paths, project)
+    if backend is None:
+        return []
+    found = run(backend, lambda b: b.export(project))
+    totals: dict[str, list[int]] = {}
+    for m in found:
+        meta = m.metadata
+        row = totals.setdefault(str(meta.get("client") or ""), [0, 0, 0, 0, 0])
+        chrome = _count(meta.get("chrome_chars"))
+        repeats = _count(meta.get("repeats"))
+        row[0] += 1
+        row[1] += len(m.text)
+        row[2] += repeats
+        row[3] += chrome > 0
+        row[4] += chrome
+    return [(c, v[0], v[1], v[2], v[3], v[4]) for c, v in totals.items()]
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
