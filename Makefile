@@ -30,6 +30,7 @@ lock-check: setup
 
 bench: setup
 	$(VENV)/python benchmarks/run.py
+	$(VENV)/python benchmarks/capture.py
 
 # 30 minutes of mixed load on the real daemon: RSS, lost rows, leaked sockets.
 soak: setup

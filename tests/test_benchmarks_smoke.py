@@ -51,3 +51,30 @@ def test_quick_benchmark_prints_every_section(tmp_path: Path) -> None:
     assert figures["memory"][0]["injected"] not in (None, "0")
     assert len(figures["daemon"]["soak"]["samples"]) == 5
     assert {c["command"] for c in figures["cli"]} == {"--help", "ports", "status", "logs -n 20"}
+
+
+@pytest.mark.timeout(300)
+def test_capture_benchmark_meets_its_targets(tmp_path: Path) -> None:
+    out = tmp_path / "capture.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "capture.py"),
+            "--turns",
+            "12",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert {f["client"] for f in figures} == {"claude-code", "opencode", "aider"}
+    for f in figures:
+        assert f["stored_with_final_answer"] == f["human_turns"] == 12, f
+        assert f["stored"] == 12 and f["chrome_or_subagent_items"] == 0, f
+        assert f["requests"] >= 12 and f["capture_cpu_us_per_request"] > 0
