@@ -135,7 +135,7 @@ def _subagent(n: int) -> list[Leg]:
             {
                 "model": "claude-x",
                 "messages": [first, {"role": "assistant", "content": [use]}, result],
-            },  # fmt: skip
+            },
             headers,
             f"{SUBAGENT_MARK} report {n}",
             False,
