@@ -25,7 +25,7 @@ def up(
 
     Example: memproxy up --port 8764
     """
-    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.config import load_config
     from memproxy_cli.daemon import process
     from memproxy_cli.paths import get_paths
 
@@ -37,8 +37,6 @@ def up(
         if port is not None:
             cfg.server.port = port
         cfg = type(cfg).model_validate(cfg.model_dump(exclude={"source"}))  # re-check host/key rule
-    except ConfigError as exc:
-        output.fail(str(exc), ExitStatus.CONFIG)
     except ValueError as exc:
         output.fail(_override_problem(exc), ExitStatus.CONFIG)
     problem = cfg.server.master_key_problem()
@@ -88,11 +86,8 @@ def down() -> None:
     from memproxy_cli.paths import get_paths
 
     paths = get_paths()
-    try:
-        with output.err.status("draining and stopping memproxy..."):
-            stopped = process.stop(paths)
-    except process.NotMemproxy as exc:
-        output.fail(str(exc), ExitStatus.DAEMON)
+    with output.err.status("draining and stopping memproxy..."):
+        stopped = process.stop(paths)
     output.say("memproxy stopped" if stopped else "memproxy is not running")
 
 
@@ -142,10 +137,7 @@ def reload() -> None:
     from memproxy_cli.daemon import client
     from memproxy_cli.paths import get_paths
 
-    try:
-        code, data = client.call(get_paths(), "POST", "/reload")
-    except client.DaemonUnavailable as exc:
-        output.fail(str(exc), ExitStatus.DAEMON)
+    code, data = client.call(get_paths(), "POST", "/reload")
     if code != 200:
         output.fail(
             f"config not reloaded, the running one stays:\n{data.get('error')}", ExitStatus.CONFIG

@@ -25,12 +25,9 @@ def open_store() -> SpendQueries:
     try:
         database_url = peek("database_url")
     except PeekError:
-        from memproxy_cli.config import ConfigError, load_config
+        from memproxy_cli.config import load_config
 
-        try:  # the full validation says which key and line is wrong
-            load_config()
-        except ConfigError as exc:
-            output.fail(str(exc), ExitStatus.CONFIG)
+        load_config()  # the full validation says which key and line is wrong
         raise
     url = resolve_secret(database_url) if isinstance(database_url, str) else None
     return open_queries(url, get_paths())
