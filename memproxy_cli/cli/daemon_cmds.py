@@ -36,12 +36,15 @@ def up(
             cfg.server.host = host
         if port is not None:
             cfg.server.port = port
+        source = cfg.source
         cfg = type(cfg).model_validate(cfg.model_dump(exclude={"source"}))  # re-check host/key rule
+        cfg.source = source  # `status` shows which file the daemon runs on
     except ValueError as exc:
         output.fail(_override_problem(exc), ExitStatus.CONFIG)
     problem = cfg.server.master_key_problem()
     if problem:
         output.fail(problem, ExitStatus.CONFIG)
+    _warn_misplaced(config)
     running = process.read_info(paths)
     if running is not None:
         output.say(f"memproxy is already running at {running.url} (pid {running.pid})")
@@ -66,6 +69,17 @@ def start_daemon(paths: Paths, config: Config, config_file: str | None) -> Daemo
             return process.wait_ready(paths, pid)
     except process.StartError as exc:
         output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
+
+
+def _warn_misplaced(explicit: str | None) -> None:
+    from memproxy_cli.config_file import misplaced_configs
+    from memproxy_cli.paths import get_paths
+
+    for path in misplaced_configs(explicit):
+        output.say(
+            f"[yellow]warning:[/] {path} is not read; memproxy reads "
+            f"{get_paths().default_config} (or --config / MEMPROXY_CONFIG)"
+        )
 
 
 def _override_problem(exc: ValueError) -> str:
@@ -121,10 +135,12 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
     listeners = (
         ", ".join(f"{x['project']}:{x['port']}" for x in data.get("listeners", [])) or "none"
     )
+    config = data.get("config") or f"built-in defaults (no file at {paths.default_config})"
     output.print(
         f"memproxy {data['version']} running at {data['url']}\n"
         f"  pid       {data['pid']}\n"
         f"  uptime    {_duration(float(data['uptime_s']))}\n"
+        f"  config    {config}\n"
         f"  listeners {listeners}"
     )
 
