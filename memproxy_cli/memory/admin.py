@@ -84,7 +84,7 @@ def _stat_rows(
     """(client, memories, chars, repeats, with chrome, chrome chars) per client."""
     settings = config.memory_for(project)
     if settings.backend == "local":
-        path = local_path(config, paths)
+        path = paths.local_memory(config.memory.local.path)
         if not path.exists():
             return []
         import sqlite3
