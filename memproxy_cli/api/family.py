@@ -6,6 +6,23 @@ SSE error event, request preparation, usage and text from a whole response and f
 stream event, the terminal event, the conversation memory reads and where memories go, the
 answers the gateway makes itself (echo), the upstream path and the LiteLLM translation. The
 gateway, transports and memory only ever talk to a family through this interface.
+
+What memory needs of a family to follow an agent loop (memory/capture.py), whatever the API:
+- `conversation(body)` gives every turn in chat shape, in order. A tool call the model made is a
+  block `{"type": "tool_use", "name": <tool name>, "input": <arguments as a dict>}` in an
+  assistant message's content (chat `tool_calls`, Responses `function_call` and
+  `custom_tool_call` items, Gemini `functionCall` parts); a tool's result is a user message
+  whose content holds a `{"type": "tool_result", "content": ...}` block (chat `tool` messages,
+  Responses `function_call_output`, Gemini `functionResponse`), never a message with text of
+  its own. Client context sent as user messages stays a user message: memory tells chrome from
+  the human's words. `Conversation.subagent` is True when the body itself says another
+  conversation's tool call started this one (Gemini CLI offers `complete_task` to a subagent
+  and no `invoke_agent`); header markers are memory's to read.
+- `tally_response` / `tally_event` set `Tally.ended_with_tool_call` when the answer calls a tool
+  (Messages `stop_reason: "tool_use"` or a `tool_use` block, chat `finish_reason: "tool_calls"`
+  or `tool_calls` deltas, a Responses `function_call` output item, a Gemini `functionCall`
+  part), and add only the answer's text to `Tally.add_text`: the text of an answer that ends in
+  a tool call is a preamble and is not stored; the next answer that calls no tool is the turn's.
 """
 
 from __future__ import annotations
