@@ -28,6 +28,7 @@ MAX_LOOP_AGE_S = 6 * 3600.0
 MAX_CONVERSATIONS = 512  # conversations whose paragraphs are remembered (repeated chrome)
 MAX_PARAGRAPHS = 256  # per conversation
 MAX_ACTIONS_KEPT = 64
+MARK_CHARS = 48
 # Headers naming the conversation a request belongs to: Claude Code, Codex (its thread is the
 # conversation, its session holds the main thread and its subagents), opencode.
 SESSION_HEADERS = ("x-claude-code-session-id", "thread-id", "session-id", "x-opencode-session")
@@ -96,7 +97,14 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def _mark(message: dict[str, Any]) -> int:
-    return hash(_text(message))
+    """Tells one message from another without hashing it whole on every request (a client's
+    first message may carry kilobytes of project instructions): its sizes and the ends of its
+    last text."""
+    texts = content_texts(message.get("content"))
+    if not texts:
+        return 0
+    last = texts[-1]
+    return hash((len(texts), sum(map(len, texts)), last[:MARK_CHARS], last[-MARK_CHARS:]))
 
 
 def _first_mark(messages: list[dict[str, Any]]) -> int:
@@ -150,7 +158,7 @@ class LoopTracker:
         last = messages[last_i]
         if _is_human_shaped(last):
             raw = _text(last)
-            mark = hash(raw)
+            mark = _mark(last)
             cleaned = strip_chrome(raw, conversation.system, self._seen(key), mark)
             if cleaned.text:
                 loop = OpenLoop(
@@ -225,10 +233,10 @@ class LoopTracker:
             message = messages[i]
             if not _is_human_shaped(message):
                 continue
-            raw = _text(message)
-            cleaned = strip_chrome(raw, system)
+            cleaned = strip_chrome(_text(message), system)
             if cleaned.text:
-                return OpenLoop(cleaned.text, hash(raw), i, i + 1, subagent, cleaned.stripped_chars)
+                mark = _mark(message)
+                return OpenLoop(cleaned.text, mark, i, i + 1, subagent, cleaned.stripped_chars)
         return None
 
 
