@@ -167,6 +167,16 @@ def test_a_chrome_only_message_continues_the_loop() -> None:
     assert draft is not None and draft.human == "Ask a subagent what notes.txt says"
 
 
+def test_a_user_message_without_words_is_no_turn_and_closes_nothing() -> None:
+    tracker = LoopTracker()
+    human = user("Summarise the repo layout")
+    first = tracker.observe(conv(human), {}, "p")
+    _finish(tracker, first, "", tool=True)
+    trigger = {"role": "user", "content": [{"type": "compaction_trigger"}]}
+    assert tracker.observe(conv(human, tool_use("Read", {"path": "a"}), trigger), {}, "p") is None
+    assert len(tracker) == 1  # the human's loop is still open
+
+
 def test_subagent_markers() -> None:
     assert is_subagent_request({"x-claude-code-agent-id": "a1"})
     assert is_subagent_request({"x-openai-subagent": "collab_spawn"})

@@ -158,6 +158,8 @@ class LoopTracker:
         last = messages[last_i]
         if _is_human_shaped(last):
             raw = _text(last)
+            if not raw:
+                return None  # no words and no tool result (a client's compaction request)
             mark = _mark(last)
             cleaned = strip_chrome(raw, conversation.system, self._seen(key), mark)
             if cleaned.text:
