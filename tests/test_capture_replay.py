@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from memproxy_cli.api.registry import BY_NAME
 from memproxy_cli.memory.backend import Memory, Turn
 from tests.fixtures import replay
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
@@ -19,6 +20,11 @@ FINAL = "FINAL-ANSWER-{n}: all done."
 # Text that must never be stored: client chrome, subagent prompts, tool outputs.
 NEVER = (
     "system-reminder",
+    "environment_context",
+    "session_context",
+    "subagent_notification",
+    "Read notes.txt in the",
+    "Complexity",
     "currentDate",
     "<env>",
     "Read the file notes.txt in the current directory",
@@ -35,6 +41,7 @@ class Expected:
     client_dir: str
     session: str
     turns: tuple[tuple[str, str, str], ...]  # (human words, a piece of the answer, the note)
+    family: str = ""  # the API family the session needs (sessions of families not served wait)
 
 
 CASES = [
@@ -86,12 +93,71 @@ CASES = [
 ]
 
 
+# Codex (Responses) and Gemini CLI sessions: they run once their API families are served.
+LATER = [
+    Expected(
+        "codex-0.171.0",
+        "plain-answer",
+        (("Say hello in five words.", "FINAL-ANSWER-", ""),),
+        "openai.responses",
+    ),
+    Expected(
+        "codex-0.171.0",
+        "tool-call-shell",
+        (("Run `echo hi` in the shell and tell me what it printed.", "FINAL-ANSWER-", "ran echo"),),
+        "openai.responses",
+    ),
+    Expected(
+        "codex-0.171.0",
+        "subagent",
+        (
+            (
+                "Use a subagent to find out what notes.txt says.",
+                "FINAL-ANSWER-",
+                "started a subagent, used wait_agent",
+            ),
+        ),
+        "openai.responses",
+    ),
+    Expected(
+        "gemini-cli-0.61.0",
+        "plain-answer",
+        (("Say hello in five words.", "FINAL-ANSWER-", ""),),
+        "gemini",
+    ),
+    Expected(
+        "gemini-cli-0.61.0",
+        "tool-call-shell",
+        (("Run `echo hi` in the shell and tell me what it printed.", "FINAL-ANSWER-", "ran echo"),),
+        "gemini",
+    ),
+    Expected(
+        "gemini-cli-0.61.0",
+        "tool-call-read-file",
+        (("What does notes.txt say?", "FINAL-ANSWER-", "read notes.txt"),),
+        "gemini",
+    ),
+    Expected(
+        "gemini-cli-0.61.0",
+        "subagent",
+        (
+            (
+                "Use a subagent to find out what notes.txt says.",
+                "FINAL-ANSWER-",
+                "started a subagent",
+            ),
+        ),
+        "gemini",
+    ),
+]
+
+
 async def _replay(
     case: Expected, seed: Turn | None = None, **memory_settings: object
 ) -> tuple[list[Memory], list[str]]:
     """Replay a session into project `p`; the memories stored and each response's count."""
     recording = replay.load(case.client_dir, case.session)
-    wire = replay.WIRES[recording[0]["path"]]
+    wire = replay.wire_for(recording[0]["path"])
     upstream = await replay.ReplayUpstream(
         replay.replies(recording, wire, FINAL.format(n=0)), wire
     ).start()
@@ -122,8 +188,10 @@ async def _send_all(gw: RunningGateway, recording: list[dict[str, object]]) -> l
     return counts
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.client_dir}/{c.session}")
+@pytest.mark.parametrize("case", CASES + LATER, ids=lambda c: f"{c.client_dir}/{c.session}")
 async def test_replayed_session_stores_each_human_turn_once(case: Expected) -> None:
+    if case.family and case.family not in BY_NAME:
+        pytest.skip(f"the {case.family} API family is not served yet")
     stored, _ = await _replay(case)
     texts = sorted(m.text for m in stored)
     expected = []

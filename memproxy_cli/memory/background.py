@@ -4,7 +4,8 @@ These calls get no recall (memories would only confuse a small model doing bookk
 never stored (they are not the user's conversation). Heuristics, each cheap and specific:
 - a probe: `max_tokens` of 1 or less (Claude Code's quota check sends "quota" with max_tokens 1);
 - a short system prompt asking for a title, a new-topic verdict (`isNewTopic`), a bash command
-  prefix or policy check, the file paths a command touches, or a summary of the conversation
+  prefix or policy check, the file paths a command touches, a summary of the conversation, or
+  a complexity score for the model router (Gemini CLI routes every turn with one such call)
   (housekeeping prompts are a few lines; the main agent prompt is many kilobytes and may mention
   titles or summaries in passing, so long system prompts are not searched);
 - a last user message that is Claude Code's title request, topic check or compaction request.
@@ -25,7 +26,8 @@ _SYSTEM_MARKERS = re.compile(
     r"|\bcommand prefix\b"
     r"|file paths that this command"
     r"|(?:detailed )?summary of the conversation"
-    r"|summarize (?:this|the) (?:coding )?conversation",
+    r"|summarize (?:this|the) (?:coding )?conversation"
+    r"|\bTask Routing AI\b",
     re.I,
 )
 _USER_MARKERS = re.compile(
