@@ -161,7 +161,11 @@ async def _replay(
     upstream = await replay.ReplayUpstream(
         replay.replies(recording, wire, FINAL.format(n=0)), wire
     ).start()
-    config = config_for(upstream.base, memory={"backend": "local", **memory_settings})
+    upstreams = {"openai": upstream.base, "anthropic": upstream.base}
+    if "gemini" in BY_NAME:
+        upstreams["gemini"] = upstream.base
+    memory = {"backend": "local", **memory_settings}
+    config = config_for(upstream.base, memory=memory, upstreams=upstreams)
     try:
         async with running_gateway(config, litellm=False) as gw:
             memory = gw.state.memory
