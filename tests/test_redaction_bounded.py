@@ -14,6 +14,7 @@ from memproxy_cli.memory.local import LocalMemoryBackend
 from memproxy_cli.memory.redact import CLIP_MARGIN
 from memproxy_cli.memory.turn_text import MAX_PART_CHARS
 from memproxy_cli.paths import get_paths
+from tests.fixtures import replay
 from tests.fixtures.fake_upstreams import FakeProvider
 from tests.fixtures.gateway import config_for, running_gateway
 
@@ -49,28 +50,35 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedactSpy]:
 async def test_a_20_mb_message_is_clipped_before_redaction_and_redacted_off_the_loop(
     spy: RedactSpy, path: str
 ) -> None:
+    # A real upstream's answer: the echo model's turns are never stored.
+    wire = replay.wire_for(path)
+    upstream = replay.ReplayUpstream([[wire.final("Noted.")]], wire, max_body=64 * 1024 * 1024)
+    await upstream.start()
     config = config_for(
-        "http://127.0.0.1:9",
+        upstream.base,
         memory={"backend": "local"},
         server={"max_body_bytes": 32 * 1024 * 1024},
     )
     text = f"remember this key {SECRET} " + "filler words " * (BIG // 13)
     body: dict[str, object] = {
-        "model": "memproxy/echo",
+        "model": "gpt-4o-mini" if "chat" in path else "claude-sonnet-4-5",
         "max_tokens": 100,
         "messages": [{"role": "user", "content": text}],
     }
     loop_thread = threading.get_ident()
-    async with (
-        running_gateway(config, litellm=False) as gw,
-        aiohttp.ClientSession() as http,
-        http.post(gw.url + path, json=body) as resp,
-    ):
-        assert resp.status == 200
-        await resp.read()
-        assert gw.state.memory is not None
-        await gw.state.memory.drain(60)
-        assert gw.state.memory.failed_stores == 0
+    try:
+        async with (
+            running_gateway(config, litellm=False) as gw,
+            aiohttp.ClientSession() as http,
+            http.post(gw.url + path, json=body) as resp,
+        ):
+            assert resp.status == 200
+            await resp.read()
+            assert gw.state.memory is not None
+            await gw.state.memory.drain(60)
+            assert gw.state.memory.failed_stores == 0
+    finally:
+        await upstream.close()
     assert spy.calls, "the stored turn was never redacted"
     assert max(length for _, length in spy.calls) <= MAX_PART_CHARS + CLIP_MARGIN
     assert all(thread != loop_thread for thread, _ in spy.calls)
