@@ -68,6 +68,8 @@ class _Runner(Protocol):
 
     def integrity(self) -> str: ...
 
+    def has_table(self, name: str) -> bool: ...
+
 
 class _SqliteRunner:
     def __init__(self, path: Path) -> None:
@@ -92,6 +94,10 @@ class _SqliteRunner:
             raise
         finally:
             conn.close()
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = :name"
+        return bool(self.fetch(sql, {"name": name}))
 
     def integrity(self) -> str:
         conn = self._connect()
@@ -125,6 +131,10 @@ class _AlchemyRunner:
     def integrity(self) -> str:
         self.fetch("SELECT 1 AS one", {})
         return "ok"
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 AS one FROM information_schema.tables WHERE table_name = :name"
+        return bool(self.fetch(sql, {"name": name}))
 
 
 def parse_since(value: str | None, now: float | None = None) -> float:
@@ -222,6 +232,10 @@ class SpendQueries:
 
     def applied_migrations(self) -> list[str]:
         return [str(r["name"]) for r in self._run.fetch(_APPLIED, {})]
+
+    def is_memproxy_store(self) -> bool:
+        """The store has memproxy's migrations table (it is not some other database)."""
+        return self._run.has_table("_memproxy_migrations")
 
     def migrations_current(self) -> bool:
         from memproxy_cli.store.migrations import migration_names
