@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from memproxy_cli.paths import Paths
+from memproxy_cli.store.rows import DAILY_COUNTERS
 
 GroupBy = Literal["project", "model", "day"]
 
@@ -31,6 +32,7 @@ _AFTER = """SELECT * FROM request_log WHERE id > :last_id
   AND started_at >= :since
   ORDER BY id LIMIT :n"""
 _LAST_ID = "SELECT MAX(id) AS last_id FROM request_log"
+# Literal SQL; tests/test_store_queries.py pins its sums to store/rows.py's counters.
 _TOTALS: dict[str, str] = {
     "project": """SELECT project AS key, SUM(requests) AS requests, SUM(failures) AS failures,
   SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
@@ -51,14 +53,6 @@ _TOTALS: dict[str, str] = {
 _PROJECT_COSTS = (
     "SELECT project, SUM(cost_usd) AS cost_usd FROM daily_spend "
     "WHERE day >= :since_day GROUP BY project"
-)
-COUNT_COLUMNS = (
-    "requests",
-    "failures",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
 )
 _APPLIED = "SELECT name FROM _memproxy_migrations"
 
@@ -221,7 +215,7 @@ class SpendQueries:
         rows = self._run.fetch(_TOTALS[by], {"since_day": _day(since or 0.0)})
         for r in rows:
             r["cost_usd"] = float(r["cost_usd"] or 0.0)
-            for k in COUNT_COLUMNS:
+            for k in DAILY_COUNTERS:
                 r[k] = int(r[k] or 0)
         return rows
 
