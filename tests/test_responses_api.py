@@ -403,6 +403,7 @@ async def test_translated_plain_answer(
     [row] = await rows_when(1)
     assert row["provider"] == "litellm:anthropic" and row["status"] == "ok"
     assert row["completion_tokens"] == 9 and row["cache_read_tokens"] == 5
+    assert row["cache_write_tokens"] == 2
 
 
 async def test_translated_stream_is_a_real_responses_stream(

@@ -85,6 +85,10 @@ def responses_usage(tally: Tally, usage: Any) -> None:
     details = usage.get("input_tokens_details")
     if isinstance(details, dict):
         tally.cache_read_tokens = as_int(details.get("cached_tokens"), tally.cache_read_tokens)
+        # LiteLLM's translated answers also say what was written to the provider's cache.
+        tally.cache_write_tokens = as_int(
+            details.get("cache_write_tokens"), tally.cache_write_tokens
+        )
 
 
 def output_texts(output: Any) -> list[str]:

@@ -1,0 +1,238 @@
+"""The real Codex CLI, headless (`codex exec`), through an attached project port of the real
+daemon: answers, a tool call it runs, a row per call, memory across sessions, and a Claude model
+driven through translation. Codex never reaches the internet: its config turns off analytics
+and update checks, and every non-loopback connection goes to a proxy that does not exist."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pytest
+
+from tests.fixtures.daemon import free_port, memproxy, running_daemon, wait_for, write_config
+from tests.fixtures.fake_messages import FakeMessages
+from tests.fixtures.fake_responses import FakeResponses
+
+pytestmark = pytest.mark.serial
+CODEX = Path(__file__).resolve().parents[1] / ".tools/codex/node_modules/.bin/codex"
+needs_codex = pytest.mark.skipif(
+    not CODEX.exists(), reason="Codex CLI not installed (scripts/ensure-agent-clis)"
+)
+CODEX_KEY = "sk-codex-test-not-a-real-key-0000"
+FACT = "Remember: our billing invoices live in the bucket amber-ledger-42."
+
+
+class _Fake(Protocol):
+    async def start(self) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+F = TypeVar("F", bound=_Fake)
+
+
+@contextmanager
+def threaded(fake: F) -> Iterator[F]:
+    """`fake` served from its own event loop thread, so daemon and Codex processes reach it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def _codex_home(root: Path, base_url: str, model: str) -> Path:
+    home = root / "codex-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(
+        f'model = "{model}"\n'
+        'model_provider = "memproxy"\n'
+        "check_for_update_on_startup = false\n"
+        "[analytics]\n"
+        "enabled = false\n"
+        "[model_providers.memproxy]\n"
+        'name = "memproxy"\n'
+        f'base_url = "{base_url}"\n'
+        'env_key = "MEMPROXY_CODEX_KEY"\n'
+        'wire_api = "responses"\n'
+        "supports_websockets = false\n",
+        encoding="utf-8",
+    )
+    return home
+
+
+def _codex(root: Path, workdir: Path, prompt: str) -> str:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "CODEX_HOME": str(root / "codex-home"),
+        "MEMPROXY_CODEX_KEY": CODEX_KEY,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "NO_COLOR": "1",
+    }
+    result = subprocess.run(
+        [
+            str(CODEX),
+            "exec",
+            "--skip-git-repo-check",
+            "--strict-config",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "--ephemeral",
+            "-C",
+            str(workdir),
+            prompt,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _attach(home: Path, config: Path, project: str) -> str:
+    out = memproxy(
+        home, "attach", project, "--json", env={"MEMPROXY_CONFIG": str(config)}, check=True
+    )
+    return str(json.loads(out.stdout)["openai_base_url"])
+
+
+def _rows(home: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(memproxy(home, "logs", "-n", "50", "--json").stdout)
+    return rows
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    users = [i for i in body["input"] if i.get("type") == "message" and i.get("role") == "user"]
+    return json.dumps(users[-1]["content"])
+
+
+def _tool_outputs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i for i in body["input"] if i.get("type") == "function_call_output"]
+
+
+@needs_codex
+def test_codex_answers_runs_a_tool_and_remembers(memproxy_home: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with threaded(FakeResponses()) as fake:
+        config = write_config(memproxy_home, fake.base, memory={"backend": "local"})
+        with running_daemon(memproxy_home, free_port(), config):
+            base = _attach(memproxy_home, config, "ledger")
+            _codex_home(tmp_path, base, "gpt-5-codex")
+
+            fake.behaviour.reply = "Noted: the invoices bucket is amber-ledger-42."
+            first = _codex(tmp_path, workdir, FACT)
+            assert "Noted: the invoices bucket is amber-ledger-42." in first
+
+            def remembered() -> bool:
+                listed = memproxy(
+                    memproxy_home, "memory", "list", "--project", "ledger", "--json"
+                ).stdout
+                return "amber-ledger-42" in listed
+
+            wait_for(remembered, what="the first session's turn to be remembered")
+
+            fake.script_tool_call(
+                "exec_command",
+                {"cmd": "echo memproxy-codex-tool > proof.txt"},
+                call_id="call_codex_1",
+            )
+            fake.script_text("The bucket is amber-ledger-42; proof.txt is written.")
+            second = _codex(
+                tmp_path, workdir, "Where do our billing invoices live? Then write proof.txt."
+            )
+            assert "proof.txt is written" in second
+            wait_for(
+                lambda: (
+                    len([r for r in _rows(memproxy_home) if r["endpoint"] == "/v1/responses"]) >= 3
+                ),
+                what="a row for each of the three calls",
+            )
+    assert (workdir / "proof.txt").read_text().strip() == "memproxy-codex-tool"
+    told, asked, tool_turn = (r.body for r in fake.requests)
+    assert "amber-ledger-42" in _last_user_text(told)
+    assert "<memproxy-memories>" not in json.dumps(told)
+    assert "<memproxy-memories>" in _last_user_text(asked)
+    assert "amber-ledger-42" in _last_user_text(asked)
+    [output] = _tool_outputs(tool_turn)
+    assert output["call_id"] == "call_codex_1" and tool_turn["input"][-1] == output
+    assert "<memproxy-memories>" not in json.dumps(tool_turn)  # a tool turn gets no recall
+    assert all(r.headers["Authorization"] == f"Bearer {CODEX_KEY}" for r in fake.requests)
+    all_rows = [r for r in _rows(memproxy_home) if r["endpoint"] == "/v1/responses"]
+    assert len(all_rows) == 3
+    for row in all_rows:
+        assert row["project"] == "ledger" and row["status"] == "ok" and row["stream"]
+        assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 9)
+        assert row["client"] == "codex_exec"
+    assert [r["memories_injected"] for r in all_rows] == [0, 1, 0]
+
+
+@needs_codex
+def test_codex_drives_a_claude_model(memproxy_home: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with threaded(FakeMessages()) as claude:
+        model_list = [
+            {
+                "model_name": "claude-test",
+                "litellm_params": {
+                    "model": "anthropic/claude-test-1",
+                    "api_base": claude.base,
+                    "api_key": "sk-ant-configured-codex-0000",
+                },
+            }
+        ]
+        config = write_config(
+            memproxy_home, "http://127.0.0.1:9", model_list=model_list, memory={"backend": "none"}
+        )
+        with running_daemon(memproxy_home, free_port(), config):
+            base = _attach(memproxy_home, config, "claude-codex")
+            _codex_home(tmp_path, base, "claude-test")
+            claude.script_tool_use(
+                "exec_command", {"cmd": "echo claude-drove-codex > proof.txt"}, text="On it."
+            )
+            claude.script_text("Claude wrote proof.txt.")
+            out = _codex(tmp_path, workdir, "Write proof.txt with a shell command.")
+            wait_for(
+                lambda: (
+                    len([r for r in _rows(memproxy_home) if r["endpoint"] == "/v1/responses"]) >= 2
+                ),
+                what="a row for each translated call",
+            )
+            rows = [r for r in _rows(memproxy_home) if r["endpoint"] == "/v1/responses"]
+    assert "Claude wrote proof.txt." in out
+    assert (workdir / "proof.txt").read_text().strip() == "claude-drove-codex"
+    asked, tool_turn = (s.body for s in claude.seen if s.path == "/v1/messages")
+    assert "exec_command" in [t["name"] for t in asked["tools"]]
+    results = [
+        block
+        for message in tool_turn["messages"]
+        for block in (message["content"] if isinstance(message["content"], list) else [])
+        if block.get("type") == "tool_result"
+    ]
+    assert len(results) == 1 and "claude-drove-codex" not in json.dumps(asked)
+    assert all(s.headers["x-api-key"] == "sk-ant-configured-codex-0000" for s in claude.seen)
+    assert len(rows) == 2
+    for row in rows:
+        assert row["provider"] == "litellm:anthropic" and row["status"] == "ok"
+        assert row["completion_tokens"] == 9 and row["project"] == "claude-codex"
+        assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (5, 2)
