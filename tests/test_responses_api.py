@@ -520,7 +520,7 @@ async def test_translated_failure_mid_stream_is_response_failed(
     assert "Traceback" not in failed.response.error.message
     assert "RateLimitError" not in failed.response.error.message
     [row] = await rows_when(1)
-    assert row["status"] == "error"
+    assert row["status"] == "rate_limited"
 
 
 # -- a translated call is built from an allowlist ------------------------------------------------

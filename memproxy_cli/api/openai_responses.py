@@ -115,13 +115,13 @@ def _read_response(tally: Tally, response: Any) -> None:
         return
     texts = output_texts(response.get("output"))
     if texts:
-        final = tally.text_parts = CappedText()
+        final = tally.text_parts = CappedText(tally.text_parts.limit)
         final.append("\n\n".join(texts))
 
 
 def _failed(tally: Tally, error: Any) -> None:
     """A response that failed: nothing to remember, and the row says why."""
-    tally.text_parts = CappedText()
+    tally.text_parts = CappedText(tally.text_parts.limit)
     message = error.get("message") if isinstance(error, dict) else None
     tally.failure = message if isinstance(message, str) and message else "the response failed"
 
