@@ -335,6 +335,28 @@ async def test_tool_output_turn_gets_no_recall_and_is_not_the_user(
     assert fake.requests[-1].body["input"] == follow
 
 
+async def test_compaction_request_gets_no_recall_and_is_not_stored(
+    memory_gw: RunningGateway, fake: FakeResponses
+) -> None:
+    await _tell(memory_gw, "billing", fake, stream=False)
+    compact: Any = [
+        {"type": "message", "role": "user", "content": "Where do the invoices of billing live?"},
+        {"type": "message", "role": "assistant", "content": "In amber-ledger-42."},
+        {"type": "message", "role": "user", "content": "And where do the billing invoices go?"},
+        {"type": "compaction_trigger"},
+    ]
+    fake.behaviour.reply = "A summary of the conversation so far."
+    async with client(memory_gw, "billing") as oai:
+        raw = await oai.responses.with_raw_response.create(model="gpt-4o", input=compact)
+    assert raw.headers["x-memproxy-memories"] == "0"
+    assert fake.requests[-1].body["input"] == compact
+    assert memory_gw.state.memory is not None
+    await memory_gw.state.memory.drain(10)
+    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    assert backend is not None
+    assert len(await backend.list("billing")) == 1  # only the turn that told the fact
+
+
 async def test_system_strategy_appends_to_instructions(fake: FakeResponses) -> None:
     config = config_for(fake.base, memory={"backend": "local", "injection_strategy": "system"})
     async with running_gateway(config, litellm=False) as gateway:

@@ -165,6 +165,8 @@ def _chat_message(item: Any) -> dict[str, Any] | None:
             return None
         role = "system" if role == "developer" else role
         return {"role": role, "content": _chat_content(item.get("content"))}
+    if kind == "compaction_trigger":  # Codex asks for a summary of the history: no new turn
+        return {"role": "user", "content": [{"type": "compaction_trigger"}]}
     if kind.endswith("_call_output"):  # function_call_output, custom_tool_call_output, ...
         result = {
             "type": "tool_result",
