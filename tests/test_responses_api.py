@@ -252,6 +252,27 @@ async def test_stored_response_without_v1_prefix(gw: RunningGateway, fake: FakeR
         assert resp.headers["x-memproxy-request-id"].startswith("req_")
 
 
+async def test_edge_forwards_responses_and_stored_ones(fake: FakeResponses) -> None:
+    central_config = config_for(fake.base)
+    async with running_gateway(central_config, litellm=False) as central:
+        edge_config = config_for("http://127.0.0.1:9", gateway_url=central.url)
+        async with running_gateway(edge_config, litellm=False, store=False) as edge:
+            edge.state.port_projects[edge.server.port] = "alpha"  # a project listener
+            async with client(edge) as oai:
+                created = await oai.responses.create(model="gpt-4o", input="Keep this")
+                again = await oai.responses.retrieve(created.id)
+                await oai.responses.delete(created.id)
+    assert again.id == created.id and again.output_text == fake.behaviour.reply
+    assert [(r.method, r.path) for r in fake.seen] == [
+        ("POST", "/v1/responses"),
+        ("GET", f"/v1/responses/{created.id}"),
+        ("DELETE", f"/v1/responses/{created.id}"),
+    ]
+    assert all(r.headers["Authorization"] == f"Bearer {CALLER_KEY}" for r in fake.seen)
+    rows = await rows_when(3)  # the central gateway's rows
+    assert [r["project"] for r in rows] == ["alpha", "alpha", "alpha"]
+
+
 # -- memory --------------------------------------------------------------------------------------
 
 
