@@ -240,6 +240,26 @@ async def test_retrieve_input_items_delete_pass_through(
     assert all(r["request_id"].startswith("req_") for r in rows)
 
 
+async def test_cancel_is_relayed_and_other_methods_are_not_found(
+    gw: RunningGateway, fake: FakeResponses
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{gw.url}/v1/responses/resp_9/cancel?x=1") as resp:
+            assert resp.status == 404  # the fake serves no cancel: its answer, relayed
+            assert (await resp.json())["error"][
+                "message"
+            ] == "Unknown path /v1/responses/resp_9/cancel"
+        async with http.put(f"{gw.url}/v1/responses/resp_9", json={}) as resp:
+            assert resp.status == 404
+            body = await resp.json()
+            assert body["error"]["code"] == "not_found"
+    assert [(r.method, r.path, r.query) for r in fake.seen] == [
+        ("POST", "/v1/responses/resp_9/cancel", "x=1")
+    ]
+    rows = await rows_when(2)
+    assert sorted(r["status"] for r in rows) == ["error", "not_found"]
+
+
 async def test_stored_response_without_v1_prefix(gw: RunningGateway, fake: FakeResponses) -> None:
     async with client(gw) as oai:
         created = await oai.responses.create(model="gpt-4o", input="Keep this")
