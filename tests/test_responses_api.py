@@ -5,12 +5,15 @@ translated for an Anthropic model (tools both ways) from an allowlist of fields.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import httpx
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memproxy_cli.api.openai_responses import RESPONSES_FIELDS
 from tests.fixtures.fake_messages import FakeMessages
@@ -18,6 +21,7 @@ from tests.fixtures.fake_responses import FakeResponses
 from tests.fixtures.fake_upstreams import FakeProvider
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 from tests.fixtures.reliability import rows_when
+from tests.test_fuzz import FUZZ, ThreadedGateway, _check, json_values
 
 CALLER_KEY = "sk-caller-responses-0001"
 CONFIGURED_ANTHROPIC_KEY = "sk-ant-configured-responses-7777"
@@ -659,3 +663,77 @@ async def test_translated_request_cannot_redirect_the_key(
     assert set(kwargs) <= ours | RESPONSES_FIELDS, set(kwargs) - ours - RESPONSES_FIELDS
     assert kwargs["api_base"] == claude.base and kwargs["shared_session"] is not None
     assert attacker.base not in repr({k: v for k, v in kwargs.items() if k != "shared_session"})
+
+
+# -- hostile bodies ------------------------------------------------------------------------------
+
+parts = st.fixed_dictionaries(
+    {"type": st.sampled_from(["input_text", "output_text", "input_image", "weird"]) | json_values},
+    optional={"text": json_values, "image_url": json_values},
+)
+items = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(
+            [
+                "message",
+                "function_call",
+                "function_call_output",
+                "custom_tool_call_output",
+                "reasoning",
+                "compaction_trigger",
+                "weird",
+            ]
+        )
+        | json_values,
+        "role": st.sampled_from(["user", "assistant", "developer", "system"]) | json_values,
+        "content": st.text(max_size=40) | st.lists(parts | json_values, max_size=3) | json_values,
+        "call_id": json_values,
+        "name": json_values,
+        "output": st.text(max_size=20) | st.lists(parts, max_size=2) | json_values,
+    },
+)
+responses_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["memproxy/echo", "gpt-4o-mini", "", "unknown-x"]) | json_values,
+        "input": st.text(max_size=40) | st.lists(items | json_values, max_size=5) | json_values,
+        "instructions": st.text(max_size=30) | json_values,
+        "stream": st.booleans() | json_values,
+        "tools": json_values,
+        "max_output_tokens": json_values,
+        "previous_response_id": json_values,
+        "metadata": json_values,
+    },
+)
+
+
+@pytest.fixture
+def threaded_gateway() -> Iterator[httpx.Client]:
+    with ThreadedGateway() as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
+        yield http
+        assert http.get("/health").json()["status"] == "ok"
+
+
+@FUZZ
+@given(body=responses_bodies)
+def test_hostile_responses_bodies_never_crash(
+    threaded_gateway: httpx.Client, body: dict[str, Any]
+) -> None:
+    _check(threaded_gateway, "/v1/responses", json.dumps(body).encode())
+
+
+async def test_unhashable_part_and_item_types_are_no_crash(memory_gw: RunningGateway) -> None:
+    odd: Any = [
+        {"type": "message", "role": "user", "content": [{"type": ["input_text"], "text": "x"}]},
+        {"type": {"a": 1}, "role": "user"},
+        {"type": "message", "role": ["user"], "content": "hi"},
+        {"type": "message", "role": "user", "content": "Where do the invoices live?"},
+    ]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            memory_gw.url + "/v1/responses", json={"model": "memproxy/echo", "input": odd}
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()

@@ -137,10 +137,13 @@ def _chat_content(content: Any) -> Any:
         return content if isinstance(content, str) else ""
     blocks: list[Any] = []
     for part in content:
-        if isinstance(part, dict) and part.get("type") in _PART_TEXT:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if isinstance(kind, str) and kind in _PART_TEXT:  # a hostile list type is not hashable
             if isinstance(part.get("text"), str):
                 blocks.append({"type": "text", "text": part["text"]})
-        elif isinstance(part, dict):
+        else:
             blocks.append(part)
     return blocks
 
