@@ -12,6 +12,8 @@ import aiohttp
 import httpx
 import openai
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -737,3 +739,34 @@ async def test_unhashable_part_and_item_types_are_no_crash(memory_gw: RunningGat
         ) as resp,
     ):
         assert resp.status == 200, await resp.text()
+
+
+async def test_odd_upstream_events_are_relayed_unchanged() -> None:
+    odd = (
+        b'event: x\ndata: {"type": ["response.completed"]}\n\n'
+        b'data: {"type": "response.output_text.delta", "delta": 5}\n\n'
+        b"data: [1, 2]\n\n"
+        b'data: {"type": "response.completed", "response": []}\n\n'
+    )
+
+    async def upstream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(odd)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", upstream)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        config = config_for(f"http://127.0.0.1:{server.port}")
+        async with (
+            running_gateway(config, litellm=False) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            body = {"model": "gpt-4o", "input": "hi", "stream": True}
+            async with http.post(gateway.url + "/v1/responses", json=body) as resp:
+                assert resp.status == 200
+                assert await resp.read() == odd
+    [row] = await rows_when(1)
+    assert row["status"] == "ok"

@@ -279,9 +279,9 @@ class OpenAIResponses(ApiFamily):
         _read_response(tally, body)
 
     def tally_event(self, tally: Tally, event: Any, client_wants_usage: bool) -> EventVerdict:
-        if not isinstance(event, dict):
+        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(kind, str):
             return KEEP
-        kind = event.get("type")
         if kind == "response.output_text.delta":
             delta = event.get("delta")
             if isinstance(delta, str):
