@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memproxy_cli.api.openai_responses import RESPONSES_FIELDS
+from tests.fixtures.fake_gemini import FakeGemini
 from tests.fixtures.fake_messages import FakeMessages
 from tests.fixtures.fake_responses import FakeResponses
 from tests.fixtures.fake_upstreams import FakeProvider
@@ -590,6 +591,44 @@ async def test_translated_failure_mid_stream_is_response_failed(
     assert "RateLimitError" not in failed.response.error.message
     [row] = await rows_when(1)
     assert row["status"] == "rate_limited"
+
+
+async def test_translated_to_a_gemini_model(fake: FakeResponses) -> None:
+    gemini = await FakeGemini().start()
+    config = config_for(
+        fake.base,
+        model_list=[
+            {
+                "model_name": "gem",
+                "litellm_params": {
+                    "model": "gemini/gemini-2.5-flash",
+                    "api_base": gemini.base + "/v1beta",
+                    "api_key": "gm-configured-0001",
+                },
+            }
+        ],
+    )
+    try:
+        async with running_gateway(config) as gateway, client(gateway) as oai:
+            plain = await oai.responses.create(model="gem", input="Hello")
+            stream = await oai.responses.create(model="gem", input="Hello", stream=True)
+            events = [event async for event in stream]
+            gemini.script_tool_call("exec_command", {"cmd": "ls"})
+            called = await oai.responses.create(model="gem", input="Run ls", tools=[EXEC_TOOL])
+    finally:
+        await gemini.close()
+    assert plain.output_text == gemini.behaviour.reply
+    done = events[-1]
+    assert done.type == "response.completed" and done.response.output_text == plain.output_text
+    [call] = [item for item in called.output if item.type == "function_call"]
+    assert call.name == "exec_command" and json.loads(call.arguments) == {"cmd": "ls"}
+    assert [s.path.rsplit(":", 1)[-1] for s in gemini.seen] == [
+        "generateContent",
+        "streamGenerateContent",
+        "generateContent",
+    ]
+    assert all(s.headers["x-goog-api-key"] == "gm-configured-0001" for s in gemini.seen)
+    assert fake.requests == []
 
 
 # -- a translated call is built from an allowlist ------------------------------------------------
