@@ -250,12 +250,12 @@ async def test_retrieve_input_items_delete_pass_through(
 async def test_cancel_is_relayed_and_other_methods_are_not_found(
     gw: RunningGateway, fake: FakeResponses
 ) -> None:
+    async with client(gw) as oai:
+        with pytest.raises(openai.NotFoundError) as missing:  # the fake serves no cancel
+            await oai.responses.cancel("resp_9", extra_query={"x": "1"})
+    assert isinstance(missing.value.body, dict)
+    assert missing.value.body["message"] == "Unknown path /v1/responses/resp_9/cancel"
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{gw.url}/v1/responses/resp_9/cancel?x=1") as resp:
-            assert resp.status == 404  # the fake serves no cancel: its answer, relayed
-            assert (await resp.json())["error"][
-                "message"
-            ] == "Unknown path /v1/responses/resp_9/cancel"
         async with http.put(f"{gw.url}/v1/responses/resp_9", json={}) as resp:
             assert resp.status == 404
             body = await resp.json()
