@@ -1,118 +1,51 @@
 """The real Codex CLI, headless (`codex exec`), through an attached project port of the real
 daemon: answers, a tool call it runs, a row per call, memory across sessions, and a Claude model
-driven through translation. Codex never reaches the internet: its config turns off analytics
-and update checks, and every non-loopback connection goes to a proxy that does not exist."""
+driven through translation. Codex never reaches the internet: its config turns off analytics,
+feedback and update checks, and every non-loopback connection goes to a proxy that refuses it
+and notes it (the tests assert it noted nothing)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.fixtures import agent_clis as cli
 from tests.fixtures.daemon import free_port, memproxy, running_daemon, wait_for, write_config
 from tests.fixtures.fake_messages import FakeMessages
 from tests.fixtures.fake_responses import FakeResponses
 
 pytestmark = pytest.mark.serial
-CODEX = Path(__file__).resolve().parents[1] / ".tools/codex/node_modules/.bin/codex"
 needs_codex = pytest.mark.skipif(
-    not CODEX.exists(), reason="Codex CLI not installed (scripts/ensure-agent-clis)"
+    not cli.CODEX.exists(), reason="Codex CLI not installed (scripts/ensure-agent-clis)"
 )
-CODEX_KEY = "sk-codex-test-not-a-real-key-0000"
+CODEX_KEY = "sk-fake-codex-key"  # what cli.codex_env gives Codex
 FACT = "Remember: our billing invoices live in the bucket amber-ledger-42."
 
 
-class _Fake(Protocol):
-    async def start(self) -> Any: ...
-
-    async def close(self) -> None: ...
-
-
-F = TypeVar("F", bound=_Fake)
-
-
-@contextmanager
-def threaded(fake: F) -> Iterator[F]:
-    """`fake` served from its own event loop thread, so daemon and Codex processes reach it."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
-    try:
-        yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-def _codex_home(root: Path, base_url: str, model: str) -> Path:
-    home = root / "codex-home"
-    home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text(
-        f'model = "{model}"\n'
-        'model_provider = "memproxy"\n'
-        "check_for_update_on_startup = false\n"
-        "[analytics]\n"
-        "enabled = false\n"
-        "[model_providers.memproxy]\n"
-        'name = "memproxy"\n'
-        f'base_url = "{base_url}"\n'
-        'env_key = "MEMPROXY_CODEX_KEY"\n'
-        'wire_api = "responses"\n'
-        "supports_websockets = false\n",
-        encoding="utf-8",
-    )
+def _codex_user(root: Path) -> Path:
+    home = root / "codex-user"
+    for d in (home / "tmp", home / ".config"):
+        d.mkdir(parents=True)
     return home
 
 
-def _codex(root: Path, workdir: Path, prompt: str) -> str:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(root),
-        "CODEX_HOME": str(root / "codex-home"),
-        "MEMPROXY_CODEX_KEY": CODEX_KEY,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-        "NO_COLOR": "1",
-    }
-    result = subprocess.run(
-        [
-            str(CODEX),
-            "exec",
-            "--skip-git-repo-check",
-            "--strict-config",
-            "--dangerously-bypass-approvals-and-sandbox",
-            "--ephemeral",
-            "-C",
-            str(workdir),
-            prompt,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+def _codex(env: dict[str, str], workdir: Path, prompt: str, *options: str) -> str:
+    argv = cli.codex_argv(prompt)
+    argv[2:2] = ["--strict-config", "--ephemeral", *options]
+    result = cli.run(argv, env, workdir, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 def _attach(home: Path, config: Path, project: str) -> str:
+    """The project port's base, without /v1 (Codex's provider config adds it)."""
     out = memproxy(
         home, "attach", project, "--json", env={"MEMPROXY_CONFIG": str(config)}, check=True
     )
-    return str(json.loads(out.stdout)["openai_base_url"])
+    return f"http://127.0.0.1:{json.loads(out.stdout)['port']}"
 
 
 def _rows(home: Path) -> list[dict[str, Any]]:
@@ -133,14 +66,15 @@ def _tool_outputs(body: dict[str, Any]) -> list[dict[str, Any]]:
 def test_codex_answers_runs_a_tool_and_remembers(memproxy_home: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
-    with threaded(FakeResponses()) as fake:
+    fake = FakeResponses()
+    with cli.threaded(fake), cli.RefusingProxy() as proxy:
         config = write_config(memproxy_home, fake.base, memory={"backend": "local"})
         with running_daemon(memproxy_home, free_port(), config):
-            base = _attach(memproxy_home, config, "ledger")
-            _codex_home(tmp_path, base, "gpt-5-codex")
-
+            env = cli.codex_env(
+                _codex_user(tmp_path), proxy, _attach(memproxy_home, config, "ledger")
+            )
             fake.behaviour.reply = "Noted: the invoices bucket is amber-ledger-42."
-            first = _codex(tmp_path, workdir, FACT)
+            first = _codex(env, workdir, FACT)
             assert "Noted: the invoices bucket is amber-ledger-42." in first
 
             def remembered() -> bool:
@@ -158,7 +92,7 @@ def test_codex_answers_runs_a_tool_and_remembers(memproxy_home: Path, tmp_path: 
             )
             fake.script_text("The bucket is amber-ledger-42; proof.txt is written.")
             second = _codex(
-                tmp_path, workdir, "Where do our billing invoices live? Then write proof.txt."
+                env, workdir, "Where do our billing invoices live? Then write proof.txt."
             )
             assert "proof.txt is written" in second
             wait_for(
@@ -167,6 +101,7 @@ def test_codex_answers_runs_a_tool_and_remembers(memproxy_home: Path, tmp_path: 
                 ),
                 what="a row for each of the three calls",
             )
+    assert proxy.tried == []  # Codex tried nothing beyond loopback
     assert (workdir / "proof.txt").read_text().strip() == "memproxy-codex-tool"
     told, asked, tool_turn = (r.body for r in fake.requests)
     assert "amber-ledger-42" in _last_user_text(told)
@@ -190,7 +125,8 @@ def test_codex_answers_runs_a_tool_and_remembers(memproxy_home: Path, tmp_path: 
 def test_codex_drives_a_claude_model(memproxy_home: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
-    with threaded(FakeMessages()) as claude:
+    claude = FakeMessages()
+    with cli.threaded(claude), cli.RefusingProxy() as proxy:
         model_list = [
             {
                 "model_name": "claude-test",
@@ -206,12 +142,12 @@ def test_codex_drives_a_claude_model(memproxy_home: Path, tmp_path: Path) -> Non
         )
         with running_daemon(memproxy_home, free_port(), config):
             base = _attach(memproxy_home, config, "claude-codex")
-            _codex_home(tmp_path, base, "claude-test")
+            env = cli.codex_env(_codex_user(tmp_path), proxy, base)
             claude.script_tool_use(
                 "exec_command", {"cmd": "echo claude-drove-codex > proof.txt"}, text="On it."
             )
             claude.script_text("Claude wrote proof.txt.")
-            out = _codex(tmp_path, workdir, "Write proof.txt with a shell command.")
+            out = _codex(env, workdir, "Write proof.txt with a shell command.", "-m", "claude-test")
             wait_for(
                 lambda: (
                     len([r for r in _rows(memproxy_home) if r["endpoint"] == "/v1/responses"]) >= 2
@@ -219,6 +155,7 @@ def test_codex_drives_a_claude_model(memproxy_home: Path, tmp_path: Path) -> Non
                 what="a row for each translated call",
             )
             rows = [r for r in _rows(memproxy_home) if r["endpoint"] == "/v1/responses"]
+    assert proxy.tried == []
     assert "Claude wrote proof.txt." in out
     assert (workdir / "proof.txt").read_text().strip() == "claude-drove-codex"
     asked, tool_turn = (s.body for s in claude.seen if s.path == "/v1/messages")
