@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -265,6 +266,33 @@ async def test_cancel_is_relayed_and_other_methods_are_not_found(
     ]
     rows = await rows_when(2)
     assert sorted(r["status"] for r in rows) == ["error", "not_found"]
+
+
+CODEX_RECORDINGS = {
+    path.stem: json.loads(path.read_text(encoding="utf-8"))
+    for path in sorted((Path(__file__).parent / "fixtures/clients").glob("codex-*/*.json"))
+}
+
+
+@pytest.mark.parametrize("session", sorted(CODEX_RECORDINGS))
+async def test_recorded_codex_requests_reach_the_upstream_unchanged(
+    gw: RunningGateway, fake: FakeResponses, session: str
+) -> None:
+    requests = CODEX_RECORDINGS[session]
+    skip = {"host", "content-length", "authorization", "accept-encoding"}
+    async with aiohttp.ClientSession() as http:
+        for request in requests:
+            headers = {k: v for k, v in request["headers"].items() if k not in skip}
+            headers["authorization"] = f"Bearer {CALLER_KEY}"
+            raw = json.dumps(request["body"]).encode()
+            async with http.post(gw.url + request["path"], data=raw, headers=headers) as resp:
+                assert resp.status == 200
+                await resp.read()
+            seen = fake.requests[-1]
+            assert seen.raw == raw
+            for name in ("session-id", "thread-id", "x-codex-turn-metadata", "user-agent"):
+                assert seen.headers[name] == request["headers"][name]
+    assert len(fake.requests) == len(requests)
 
 
 async def test_stored_response_without_v1_prefix(gw: RunningGateway, fake: FakeResponses) -> None:
