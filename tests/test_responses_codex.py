@@ -40,12 +40,17 @@ def _codex(env: dict[str, str], workdir: Path, prompt: str, *options: str) -> st
     return result.stdout
 
 
-def _attach(home: Path, config: Path, project: str) -> str:
-    """The project port's base, without /v1 (Codex's provider config adds it)."""
+def _attached(home: Path, config: Path, project: str) -> dict[str, Any]:
     out = memproxy(
         home, "attach", project, "--json", env={"MEMPROXY_CONFIG": str(config)}, check=True
     )
-    return f"http://127.0.0.1:{json.loads(out.stdout)['port']}"
+    attached: dict[str, Any] = json.loads(out.stdout)
+    return attached
+
+
+def _attach(home: Path, config: Path, project: str) -> str:
+    """The project port's base, without /v1 (Codex's provider config adds it)."""
+    return f"http://127.0.0.1:{_attached(home, config, project)['port']}"
 
 
 def _rows(home: Path) -> list[dict[str, Any]]:
@@ -173,3 +178,41 @@ def test_codex_drives_a_claude_model(memproxy_home: Path, tmp_path: Path) -> Non
         assert row["provider"] == "litellm:anthropic" and row["status"] == "ok"
         assert row["completion_tokens"] == 9 and row["project"] == "claude-codex"
         assert (row["cache_read_tokens"], row["cache_write_tokens"]) == (5, 2)
+
+
+@needs_codex
+def test_codex_with_the_local_token_keeps_its_own_key(memproxy_home: Path, tmp_path: Path) -> None:
+    """With `server.local_token` on, Codex sends the token in a header of its provider block
+    (`env_http_headers`) and its own key as the API key: the token stays in memproxy."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    fake = FakeResponses()
+    with cli.threaded(fake), cli.RefusingProxy() as proxy:
+        config = write_config(
+            memproxy_home, fake.base, server={"local_token": True}, memory={"backend": "none"}
+        )
+        with running_daemon(memproxy_home, free_port(), config):
+            attached = _attached(memproxy_home, config, "tokened")
+            token = attached["local_token"]
+            assert token
+            home = _codex_user(tmp_path)
+            env = cli.codex_env(home, proxy, f"http://127.0.0.1:{attached['port']}")
+            env["MEMPROXY_TOKEN"] = token
+            codex_config = home / ".codex/config.toml"
+            codex_config.write_text(
+                codex_config.read_text(encoding="utf-8")
+                + 'env_http_headers = { "x-memproxy-token" = "MEMPROXY_TOKEN" }\n',
+                encoding="utf-8",
+            )
+            fake.behaviour.reply = "Answer behind the local token."
+            out = _codex(env, workdir, "Say something")
+            without = cli.run(
+                cli.codex_argv("Say something"), {**env, "MEMPROXY_TOKEN": "x"}, workdir
+            )
+    assert "Answer behind the local token." in out
+    assert without.returncode != 0  # a wrong token is refused
+    assert proxy.tried == []
+    [seen] = fake.requests
+    assert seen.headers["Authorization"] == f"Bearer {CODEX_KEY}"
+    assert "x-memproxy-token" not in seen.headers
+    assert token not in json.dumps(dict(seen.headers)) + seen.raw.decode()
