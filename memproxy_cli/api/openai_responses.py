@@ -59,7 +59,8 @@ RESPONSES_FIELDS = frozenset(
 
 _TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _CONTEXT_ERROR = re.compile(r"context (?:length|window)|too many tokens|prompt is too long", re.I)
-# Codex reads `response.failed` by its error code: these say what happened without a retry.
+# `response.failed` carries an error code: Codex ends the turn at once on
+# `context_length_exceeded` and retries the others; the openai SDK hands the code on.
 _FAILURE_CODES: Mapping[int, str] = {
     400: "invalid_request_error",
     401: "invalid_api_key",
