@@ -66,7 +66,7 @@ TEXT_LENGTHS: dict[str, int] = {
 }
 UNBOUNDED_TEXT = frozenset({"error"})
 REQUIRED = frozenset({"request_id", "started_at", "endpoint", "stream", "status"})
-INDEXED = ("started_at", "project", "model", "status", "trace_id")
+INDEXED = ("started_at", "project", "model", "status")
 
 # The token counts a row carries; the daily totals add them up, with requests and failures.
 TOKEN_COUNTERS = ("prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens")
