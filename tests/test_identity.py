@@ -127,6 +127,16 @@ def test_client_fields_are_recorded(mappings: CompiledMappings) -> None:
     assert (who.client_session, who.client_instance) == ("sess-1", "inst-9")
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("session-id", "codex-1"), ("x-opencode-session", "oc-7"), ("X-Claude-Code-Session-Id", "cc")],
+)
+def test_each_clients_session_header_is_recorded(
+    mappings: CompiledMappings, header: str, value: str
+) -> None:
+    assert resolve_identity({header: value}, "shop", mappings).client_session == value
+
+
 def test_missing_client_fields_are_none(mappings: CompiledMappings) -> None:
     who = main_port({}, mappings)
     assert (who.client, who.client_version, who.client_instance, who.client_session) == (

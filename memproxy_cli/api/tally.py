@@ -23,6 +23,7 @@ class Tally:
     # The answer ends in a tool call (the agent loop goes on): its text is a preamble, not the
     # final answer of the human's turn.
     ended_with_tool_call: bool = False
+    failure: str | None = None  # the answer says it failed (e.g. a `response.failed` event)
 
     @property
     def text(self) -> str:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 USER_ID_HEADER = "x-memory-user-id"
 PROJECT_HEADER = "x-memproxy-project"
 INSTANCE_HEADER = "x-pycharm-instance"
-SESSION_HEADER = "x-claude-code-session-id"
+# The session headers coding clients send, first match wins: Claude Code, Codex CLI, opencode.
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "x-opencode-session")
 
 # Header values end up in log rows: printable, bounded.
 _RECORDABLE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
@@ -88,7 +89,7 @@ def resolve_identity(
         client=client,
         client_version=version,
         client_instance=_recordable(lowered.get(INSTANCE_HEADER)),
-        client_session=_recordable(lowered.get(SESSION_HEADER)),
+        client_session=_session(lowered),
     )
 
 
@@ -103,6 +104,14 @@ def _only_own_project(claimed: str | None, listener_project: str) -> None:
         "project_mismatch",
         row_status="rejected",
     )
+
+
+def _session(headers: Mapping[str, str]) -> str | None:
+    for name in SESSION_HEADERS:
+        value = headers.get(name)
+        if value:
+            return _recordable(value)
+    return None
 
 
 def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
