@@ -364,3 +364,19 @@ def test_memory_stats_per_client_with_skips(tmp_path: Path) -> None:
     assert found["duplicates_skipped"] == 1
     assert found["chrome_stripped"] == {"memories": 1, "chars": 120}
     assert found["skipped"] == {"error": 1, "subagent": 3}
+
+
+def test_responses_tool_calls_end_the_answer_and_carry_their_arguments() -> None:
+    from memproxy_cli.api.registry import BY_NAME
+
+    responses = BY_NAME["openai.responses"]
+    call = {"type": "function_call", "name": "exec_command", "arguments": '{"cmd": "echo hi"}'}
+    streamed = Tally()
+    responses.tally_event(streamed, {"type": "response.output_item.done", "item": call}, True)
+    assert streamed.ended_with_tool_call
+    searched = Tally()
+    hosted = {"type": "web_search_call", "id": "ws", "status": "completed"}
+    responses.tally_response(searched, {"status": "completed", "output": [hosted]})
+    assert not searched.ended_with_tool_call  # the upstream ran it within the response
+    messages = responses.conversation({"input": [{**call, "call_id": "c1"}]}).messages
+    assert messages[0]["content"][0]["input"] == {"cmd": "echo hi"}

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
+
 from memproxy_cli.api.family import (
     KEEP,
     TERMINAL,
@@ -114,10 +116,48 @@ def _read_response(tally: Tally, response: Any) -> None:
     if response.get("status") == "failed":
         _failed(tally, response.get("error"))
         return
-    texts = output_texts(response.get("output"))
+    output = response.get("output")
+    if isinstance(output, list) and any(_is_client_call(item) for item in output):
+        tally.ended_with_tool_call = True
+    texts = output_texts(output)
     if texts:
         final = tally.text_parts = CappedText(tally.text_parts.limit)
         final.append("\n\n".join(texts))
+
+
+# Output items the client runs before it calls again (hosted tools such as web search are run
+# by the upstream within the same response).
+_CLIENT_CALLS = frozenset(
+    {
+        "function_call",
+        "custom_tool_call",
+        "local_shell_call",
+        "shell_call",
+        "apply_patch_call",
+        "computer_call",
+    }
+)
+
+
+def _is_client_call(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") in _CLIENT_CALLS
+
+
+def _call_input(item: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments as memory reads them (a note of what was done)."""
+    arguments = item.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            parsed = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {}
+    if isinstance(item.get("input"), str):  # custom tools (Codex's apply_patch) send text
+        return {"input": item["input"]}
+    action = item.get("action")
+    if isinstance(action, dict) and isinstance(action.get("command"), list | str):
+        return {"command": action["command"]}
+    return {}
 
 
 def _failed(tally: Tally, error: Any) -> None:
@@ -179,7 +219,12 @@ def _chat_message(item: Any) -> dict[str, Any] | None:
         }
         return {"role": "user", "content": [result]}
     if kind.endswith("_call"):  # function_call, custom_tool_call, local_shell_call, ...
-        use = {"type": "tool_use", "id": item.get("call_id"), "name": item.get("name", kind)}
+        use = {
+            "type": "tool_use",
+            "id": item.get("call_id"),
+            "name": item.get("name", kind),
+            "input": _call_input(item),
+        }
         return {"role": "assistant", "content": [use]}
     return None
 
@@ -287,6 +332,9 @@ class OpenAIResponses(ApiFamily):
             delta = event.get("delta")
             if isinstance(delta, str):
                 tally.add_text(delta)
+        elif kind == "response.output_item.done":
+            if _is_client_call(event.get("item")):
+                tally.ended_with_tool_call = True
         elif kind in _TERMINAL_EVENTS:
             _read_response(tally, event.get("response"))
             return TERMINAL
