@@ -2,7 +2,8 @@
 
 For each client, one 50-turn session shaped like its recorded traffic (tests/fixtures/clients/):
 Claude Code (Messages, reminders, slash commands, tool loops, Agent subagents), opencode (chat
-with tools and a session header) and aider (chat, edit-format rules appended to every message).
+with tools and a session header), aider (chat, edit-format rules appended to every message) and
+Codex (Responses, environment context, shell calls, spawned subagents and their notices).
 Each request goes through the memory service as the gateway calls it (recall, then finish with
 the answer's tally) into a local store; the report gives the share of human turns stored with
 their final answer (target >= 95%), the stored items that are chrome or subagent prompts
@@ -31,6 +32,7 @@ import yaml
 from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
+from memproxy_cli.api.registry import BY_NAME
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.config import parse_config
 from memproxy_cli.memory.capture import LoopTracker
@@ -181,6 +183,78 @@ def aider(turns: int, rng: random.Random) -> Session:
     return Session("aider", OPENAI_CHAT, legs, expected)
 
 
+def codex(turns: int, rng: random.Random) -> Session:
+    headers = {
+        "session-id": "bench-cx",
+        "thread-id": "bench-cx",
+        "user-agent": "codex_exec/0.171.0",
+    }
+    context = "<environment_context>\n  <cwd>/home/dev/project</cwd>\n</environment_context>"
+    items: list[dict[str, Any]] = [
+        {"type": "message", "role": "developer", "content": [_in("You are Codex.")]},
+        {"type": "message", "role": "user", "content": [_in(context)]},
+    ]
+    legs: list[Leg] = []
+    expected = []
+    for n in range(turns):
+        items.append({"type": "message", "role": "user", "content": [_in(human_words(n))]})
+        for leg in range(rng.randint(0, 3)):
+            legs.append(Leg(_responses_body(items), headers, "", True))
+            if n % 7 == 3 and leg == 0:
+                legs += _codex_subagent(n, items[:2])
+                name, args = "spawn_agent", {"message": f"{SUBAGENT_MARK} {n}"}
+            else:
+                name, args = "exec_command", {"cmd": "pytest -q"}
+            call_id = f"call_{n}_{leg}"
+            items.append(
+                {
+                    "type": "function_call",
+                    "name": name,
+                    "arguments": json.dumps(args),
+                    "call_id": call_id,
+                }
+            )
+            items.append({"type": "function_call_output", "call_id": call_id, "output": "ok"})
+            if name == "spawn_agent":
+                notice = f"<subagent_notification>{SUBAGENT_MARK} done</subagent_notification>"
+                items.append({"type": "message", "role": "user", "content": [_in(notice)]})
+        legs.append(Leg(_responses_body(items), headers, final(n), False))
+        answer = {"type": "output_text", "text": final(n)}
+        items.append({"type": "message", "role": "assistant", "content": [answer]})
+        expected.append((human_words(n), final(n)))
+    return Session("codex", BY_NAME["openai.responses"], legs, expected)
+
+
+def _codex_subagent(n: int, context: list[dict[str, Any]]) -> list[Leg]:
+    headers = {
+        "session-id": "bench-cx",
+        "thread-id": f"sub-{n}",
+        "x-openai-subagent": "collab_spawn",
+        "user-agent": "codex_exec/0.171.0",
+    }
+    prompt = {"type": "message", "role": "user", "content": [_in(f"{SUBAGENT_MARK} {n}")]}
+    arguments = '{"cmd": "cat a"}'
+    call = {
+        "type": "function_call",
+        "name": "exec_command",
+        "arguments": arguments,
+        "call_id": "s1",
+    }
+    result = {"type": "function_call_output", "call_id": "s1", "output": "a"}
+    return [
+        Leg(_responses_body([*context, prompt]), headers, "", True),
+        Leg(_responses_body([*context, prompt, call, result]), headers, "report", False),
+    ]
+
+
+def _in(text: str) -> dict[str, Any]:
+    return {"type": "input_text", "text": text}
+
+
+def _responses_body(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"model": "gpt-x", "stream": True, "input": _copy(items)}
+
+
 def _copy(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return json.loads(json.dumps(messages))  # type: ignore[no-any-return]
 
@@ -189,6 +263,7 @@ SESSIONS: dict[str, Callable[[int, random.Random], Session]] = {
     "claude-code": claude_code,
     "opencode": opencode,
     "aider": aider,
+    "codex": codex,
 }
 
 
