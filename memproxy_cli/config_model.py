@@ -120,6 +120,11 @@ class Upstreams(_Model):
         "https://api.anthropic.com",
         description="Base URL for claude-* models without a model_list entry.",
     )
+    gemini: str = Field(
+        "https://generativelanguage.googleapis.com",
+        description="Base URL for gemini-* models without a model_list entry (the native "
+        "Gemini API; `/v1beta` is added when the URL has no path).",
+    )
 
 
 class LocalMemoryConfig(_Model):

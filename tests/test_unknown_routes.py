@@ -13,9 +13,7 @@ async def test_unknown_routes_leave_a_row_and_answer_in_the_family_shape() -> No
     async with running_gateway(config, litellm=False) as gw:
         async with aiohttp.ClientSession() as http:
             headers = {"x-memproxy-project": "alpha", "User-Agent": "claude-cli/2.1.197 (cli)"}
-            async with http.post(
-                gw.url + "/v1/messages/batches", json={}, headers=headers
-            ) as resp:
+            async with http.post(gw.url + "/v1/messages/batches", json={}, headers=headers) as resp:
                 anthropic_body = await resp.json()
                 anthropic_id = resp.headers["x-memproxy-request-id"]
                 assert resp.status == 404

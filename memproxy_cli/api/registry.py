@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily
+from memproxy_cli.api.gemini import GEMINI
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
 
-FAMILIES: tuple[ApiFamily, ...] = (OPENAI_CHAT, ANTHROPIC_MESSAGES)
+FAMILIES: tuple[ApiFamily, ...] = (OPENAI_CHAT, ANTHROPIC_MESSAGES, GEMINI)
 BY_NAME: dict[str, ApiFamily] = {f.name: f for f in FAMILIES}
 # Longest prefix first, so /v1/messages/count_tokens finds Messages before a shorter claim.
 _PREFIXES = sorted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -34,26 +35,35 @@ _RELAY = (
 )
 _RELAY_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-", "openai-")
 
-_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_ENV_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
 
 
-def caller_key(headers: Mapping[str, str]) -> str | None:
-    """The credential the caller sent (x-api-key or a bearer token)."""
-    key = headers.get("x-api-key")
+def caller_key(headers: Mapping[str, str], query: str = "") -> str | None:
+    """The credential the caller sent (x-api-key, a bearer token, Gemini's x-goog-api-key or
+    its `?key=` query parameter)."""
+    key = headers.get("x-api-key") or headers.get("x-goog-api-key")
     if key:
         return key
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
+    if "key=" in query:
+        return next((v for k, v in parse_qsl(query) if k == "key" and v), None)
     return None
 
 
-def upstream_key(route: Route, incoming: Mapping[str, str], master_key_set: bool) -> str | None:
+def upstream_key(
+    route: Route, incoming: Mapping[str, str], master_key_set: bool, query: str = ""
+) -> str | None:
     """Config key first; else the caller's own (unless it is the master key); else the env."""
     if route.api_key:
         return route.api_key
     if not master_key_set:
-        key = caller_key(incoming)
+        key = caller_key(incoming, query)
         if key:
             return key
     env = _ENV_KEYS.get(route.provider)
@@ -82,6 +92,8 @@ def upstream_headers(
             else:
                 out["x-api-key"] = key
             out.setdefault("anthropic-version", "2023-06-01")
+        elif route.provider == "gemini":
+            out["x-goog-api-key"] = key
         else:
             out["authorization"] = f"Bearer {key}"
     return out
