@@ -366,3 +366,235 @@ async def test_function_response_turn_is_not_the_user(
     ]
     await gem.aio.models.generate_content(model="gemini-2.5-pro", contents=contents)
     assert "ledger-east" not in json.dumps(fake_gemini.generations[-1].body)
+
+
+# -- translation for other providers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_translated_to_an_anthropic_model_with_a_tool_round_trip(
+    gw: RunningGateway, fake_messages: FakeMessages, stream: bool
+) -> None:
+    fake_messages.script_tool_use("read_file", {"file_path": "notes.txt"}, text="Reading.")
+    fake_messages.reply = "notes.txt says deploy to blue."
+    gem = client(gw)
+    config = _tool_config()
+    config.system_instruction = "You are terse."
+
+    async def ask(contents: Any) -> types.GenerateContentResponse:
+        if not stream:
+            return await gem.aio.models.generate_content(
+                model="claude-test", contents=contents, config=config
+            )
+        chunks = [
+            c
+            async for c in await gem.aio.models.generate_content_stream(
+                model="claude-test", contents=contents, config=config
+            )
+        ]
+        assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == "STOP"
+        parts = [p for c in chunks if c.candidates for p in c.candidates[0].content.parts]
+        merged = types.Content(role="model", parts=parts)
+        candidate = types.Candidate(content=merged, finish_reason="STOP")
+        return types.GenerateContentResponse(
+            candidates=[candidate], usage_metadata=chunks[-1].usage_metadata
+        )
+
+    first = await ask("Read notes.txt")
+    assert first.function_calls and first.function_calls[0].name == "read_file"
+    assert first.function_calls[0].args == {"file_path": "notes.txt"}
+    assert first.function_calls[0].id and first.function_calls[0].id.startswith("toolu_")
+    assert "Reading." in "".join(p.text or "" for p in first.candidates[0].content.parts)
+    call = first.function_calls[0]
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="Read notes.txt")]),
+        first.candidates[0].content,
+        types.Content(
+            role="user",
+            parts=[
+                types.Part(
+                    function_response=types.FunctionResponse(
+                        id=call.id, name="read_file", response={"output": "deploy to blue"}
+                    )
+                )
+            ],
+        ),
+    ]
+    second = await ask(contents)
+    assert "deploy to blue" in "".join(p.text or "" for p in second.candidates[0].content.parts)
+    sent = [s for s in fake_messages.seen if s.path == "/v1/messages"]
+    assert len(sent) == 2
+    assert all(s.headers["x-api-key"] == CONFIGURED_ANTHROPIC_KEY for s in sent)
+    first_body, second_body = sent[0].body, sent[1].body
+    assert first_body["model"] == "claude-test-1"
+    assert "You are terse." in json.dumps(first_body["system"])
+    assert first_body["tools"][0]["name"] == "read_file"
+    assert first_body["tools"][0]["input_schema"]["properties"] == {"file_path": {"type": "string"}}
+    tool_use = next(b for b in second_body["messages"][1]["content"] if b["type"] == "tool_use")
+    result = second_body["messages"][2]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == tool_use["id"]
+    assert "deploy to blue" in json.dumps(result["content"])
+    rows = await rows_when(2)
+    assert all(r["provider"] == "litellm:anthropic" and r["status"] == "ok" for r in rows)
+    assert all(r["prompt_tokens"] and r["completion_tokens"] for r in rows)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_translated_to_an_openai_model(
+    gw: RunningGateway, fake: FakeProvider, stream: bool
+) -> None:
+    fake.behaviour.reply = "OpenAI answers Gemini."
+    gem = client(gw)
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="Read notes.txt")]),
+        types.Content(
+            role="model",
+            parts=[types.Part.from_function_call(name="read_file", args={"file_path": "n"})],
+        ),
+        types.Content(
+            role="user",
+            parts=[
+                types.Part.from_function_response(name="read_file", response={"output": "blue"})
+            ],
+        ),
+    ]
+    config = _tool_config()
+    config.max_output_tokens = 77
+    config.temperature = 0.25
+    if stream:
+        chunks = [
+            c
+            async for c in await gem.aio.models.generate_content_stream(
+                model="gpt-test", contents=contents, config=config
+            )
+        ]
+        text = "".join(c.text or "" for c in chunks)
+        assert chunks[-1].usage_metadata and chunks[-1].usage_metadata.prompt_token_count
+    else:
+        response = await gem.aio.models.generate_content(
+            model="gpt-test", contents=contents, config=config
+        )
+        text = response.text or ""
+        assert response.usage_metadata and response.usage_metadata.candidates_token_count
+    assert text == "OpenAI answers Gemini."
+    sent = next(s for s in fake.seen if s.path == "/v1/chat/completions")
+    body = sent.body
+    assert sent.headers["Authorization"] == "Bearer sk-openai-configured-5555"
+    assert body["model"] == "gpt-test-1"
+    assert body["max_tokens"] == 77 and body["temperature"] == 0.25
+    assert body["tools"][0]["function"]["name"] == "read_file"
+    assert body["tools"][0]["function"]["parameters"]["required"] == ["file_path"]
+    assistant, tool = body["messages"][1], body["messages"][2]
+    assert assistant["tool_calls"][0]["function"]["name"] == "read_file"
+    assert tool["role"] == "tool" and tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
+    assert tool["content"] == "blue"
+    row = (await rows_when(1))[0]
+    assert row["provider"] == "litellm:openai" and row["prompt_tokens"]
+
+
+def _hostile(attacker: FakeProvider) -> dict[str, Any]:
+    """Everything LiteLLM would read as configuration, pointing at the attacker."""
+    return {
+        "timeout": 0.0001,
+        "fallbacks": [{"model": "openai/x", "api_base": attacker.base + "/v1"}],
+        "num_retries": 3,
+        "mock_response": "pwned",
+        "litellm_metadata": {"x": 1},
+        "model_list": [{"model_name": "x", "litellm_params": {"api_base": attacker.base}}],
+        "base_model": "openai/x",
+        "callbacks": ["langfuse"],
+        "extra_body": {"api_base": attacker.base},
+        "proxy_server_request": {"url": attacker.base},
+        "cachedContent": "cachedContents/x",
+        "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "OFF"}],
+    }
+
+
+@pytest.fixture
+async def attacker() -> AsyncIterator[FakeProvider]:
+    provider = await FakeProvider().start()
+    yield provider
+    await provider.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_gemini_request_cannot_redirect_a_configured_key(
+    gw: RunningGateway,
+    fake_messages: FakeMessages,
+    attacker: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    from memproxy_cli.api.openai_chat import OPENAI_CHAT_FIELDS
+
+    assert gw.state.litellm is not None
+    litellm = await gw.state.litellm.module()
+    calls: list[dict[str, Any]] = []
+    real = litellm.acompletion
+
+    async def spy(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return await real(**kwargs)
+
+    monkeypatch.setattr(litellm, "acompletion", spy)
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "generationConfig": {
+            "maxOutputTokens": 20,
+            "api_base": attacker.base,
+            "fallbacks": [{"api_base": attacker.base}],
+            "mock_response": "pwned",
+        },
+        **_hostile(attacker),
+    }
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    url = f"{gw.url}/v1beta/models/claude-test:{method}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body, headers={"x-goog-api-key": KEY}) as resp:
+            text = await resp.text()
+            assert resp.status == 200, text
+    assert "pwned" not in text and fake_messages.reply in text
+    assert attacker.seen == []
+    sent = [s for s in fake_messages.seen if s.path == "/v1/messages"]
+    assert len(sent) == 1 and sent[0].headers["x-api-key"] == CONFIGURED_ANTHROPIC_KEY
+    ours = {"model", "messages", "api_key", "api_base", "shared_session", "stream"}
+    assert len(calls) == 1
+    assert set(calls[0]) <= ours | OPENAI_CHAT_FIELDS, set(calls[0]) - ours - OPENAI_CHAT_FIELDS
+    assert attacker.base not in repr({k: v for k, v in calls[0].items() if k != "messages"})
+
+
+# -- other APIs asking for Gemini models -----------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "team-gemini"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_chat_completions_to_a_gemini_model(
+    gw: RunningGateway, fake_gemini: FakeGemini, model: str, stream: bool
+) -> None:
+    """Unconfigured gemini-* on /v1/chat/completions: LiteLLM's gemini provider on
+    upstreams.gemini with the caller's key; configured ones with their base and key."""
+    import openai
+
+    fake_gemini.behaviour.reply = "Gemini answers OpenAI."
+    async with openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=KEY, max_retries=0) as oai:
+        if stream:
+            chunks = [
+                c
+                async for c in await oai.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "Hi"}], stream=True
+                )
+            ]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            reply = await oai.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Hi"}]
+            )
+            text = reply.choices[0].message.content or ""
+    assert text == "Gemini answers OpenAI."
+    seen = fake_gemini.generations[0]
+    method = "streamGenerateContent" if stream else "generateContent"
+    assert seen.path == f"/v1beta/models/gemini-2.5-flash:{method}"
+    expected = KEY if model.startswith("gemini-") else "gm-configured-key-9999"
+    assert fake_gemini.keys_used[-1] == expected
+    row = (await rows_when(1))[0]
+    assert row["provider"] == "litellm:gemini" and row["prompt_tokens"] == 24

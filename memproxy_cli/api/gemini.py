@@ -5,6 +5,7 @@ method (`alt=sse` for SSE, else one JSON array)."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -33,14 +34,19 @@ from memproxy_cli.memory.conversation import Conversation
 if TYPE_CHECKING:
     from memproxy_cli.config import InjectionStrategy
 
+
+def snake(name: str) -> str:
+    """`maxOutputTokens` -> `max_output_tokens`."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
 _MODEL = "{model:[^:]+}"  # configured names may hold a slash (memproxy/echo)
 # google-genai 3 calls /v1, Gemini CLI /v1beta; upstream, the route's base names the version.
 _VERSION = "{version:v1beta|v1}"
 # The request fields a translated call is built from; everything else (cachedContent, labels,
 # safetySettings, unknown fields) is dropped before the call is made.
-GEMINI_REQUEST_FIELDS = frozenset(
-    {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig"}
-)
+_REQUEST_FIELDS = ("contents", "systemInstruction", "tools", "toolConfig", "generationConfig")
+GEMINI_REQUEST_FIELDS = frozenset(_REQUEST_FIELDS + tuple(snake(f) for f in _REQUEST_FIELDS))
 # generationConfig fields with a chat-completions meaning, and the chat field each becomes.
 _GENERATION_FIELDS: Mapping[str, str] = {
     "temperature": "temperature",
@@ -110,16 +116,25 @@ _FINISH: Mapping[str, str] = {
 }
 
 
+def get(obj: Any, name: str) -> Any:
+    """A field by its camelCase name or its snake_case one (the API reads both)."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(name)
+    return obj.get(snake(name)) if value is None else value
+
+
 def gemini_usage(tally: Tally, usage: Any) -> None:
     """`usageMetadata`: thoughts are billed as output, so they count as completion tokens."""
     if not isinstance(usage, dict):
         return
-    tally.prompt_tokens = as_int(usage.get("promptTokenCount"), tally.prompt_tokens)
-    candidates = as_int(usage.get("candidatesTokenCount"), None)
-    thoughts = as_int(usage.get("thoughtsTokenCount"), None)
+    tally.prompt_tokens = as_int(get(usage, "promptTokenCount"), tally.prompt_tokens)
+    candidates = as_int(get(usage, "candidatesTokenCount"), None)
+    thoughts = as_int(get(usage, "thoughtsTokenCount"), None)
     if candidates is not None or thoughts is not None:
         tally.completion_tokens = (candidates or 0) + (thoughts or 0)
-    tally.cache_read_tokens = as_int(usage.get("cachedContentTokenCount"), tally.cache_read_tokens)
+    cached = get(usage, "cachedContentTokenCount")
+    tally.cache_read_tokens = as_int(cached, tally.cache_read_tokens)
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -185,10 +200,10 @@ class Gemini(ApiFamily):
             role = content.get("role")
             if role is not None and not isinstance(role, str):
                 raise GatewayError(400, f"contents[{i}].role must be a string")
-        system = body.get("systemInstruction")
+        system = get(body, "systemInstruction")
         if system is not None and not isinstance(system, dict):
             raise GatewayError(400, "`systemInstruction` must be a Content object")
-        config = body.get("generationConfig")
+        config = get(body, "generationConfig")
         if config is not None and not isinstance(config, dict):
             raise GatewayError(400, "`generationConfig` must be an object")
 
@@ -214,7 +229,7 @@ class Gemini(ApiFamily):
             return
         if not isinstance(body, dict):
             return
-        gemini_usage(tally, body.get("usageMetadata"))
+        gemini_usage(tally, get(body, "usageMetadata"))
         candidate = _first_candidate(body)
         if candidate is not None:
             tally.add_text(_answer_text(_parts(candidate.get("content"))))
@@ -222,17 +237,17 @@ class Gemini(ApiFamily):
     def tally_event(self, tally: Tally, event: Any, client_wants_usage: bool) -> EventVerdict:
         if not isinstance(event, dict):
             return KEEP
-        gemini_usage(tally, event.get("usageMetadata"))
+        gemini_usage(tally, get(event, "usageMetadata"))
         candidate = _first_candidate(event)
         if candidate is None:
             return KEEP
         tally.add_text(_answer_text(_parts(candidate.get("content"))))
-        return TERMINAL if candidate.get("finishReason") else KEEP
+        return TERMINAL if get(candidate, "finishReason") else KEEP
 
     # -- memory --------------------------------------------------------------------------------
 
     def conversation(self, body: Body) -> Conversation:
-        system = _parts(body.get("systemInstruction"))
+        system = _parts(get(body, "systemInstruction"))
         messages: list[dict[str, Any]] = []
         contents = body.get("contents")
         for content in contents if isinstance(contents, list) else []:
@@ -240,8 +255,7 @@ class Gemini(ApiFamily):
                 continue
             role = "assistant" if content.get("role") == "model" else "user"
             messages.append({"role": role, "content": _blocks(_parts(content))})
-        config = body.get("generationConfig")
-        max_tokens = config.get("maxOutputTokens") if isinstance(config, dict) else None
+        max_tokens = get(get(body, "generationConfig"), "maxOutputTokens")
         return Conversation(
             system="\n".join(p["text"] for p in system if isinstance(p.get("text"), str)),
             messages=messages,
@@ -254,7 +268,7 @@ class Gemini(ApiFamily):
         `systemInstruction`."""
         part = {"text": block}
         if strategy == "system":
-            system = body.get("systemInstruction")
+            system = get(body, "systemInstruction")
             if not isinstance(system, dict):
                 system = body["systemInstruction"] = {"parts": []}
             parts = system.get("parts")
@@ -279,8 +293,9 @@ class Gemini(ApiFamily):
 
     def echo_view(self, body: Body) -> Body:
         view: Body = {"contents": body.get("contents")}
-        if "systemInstruction" in body:
-            view = {"systemInstruction": body.get("systemInstruction"), **view}
+        system = get(body, "systemInstruction")
+        if system is not None:
+            view = {"systemInstruction": system, **view}
         return view
 
     # -- answers the gateway makes itself ------------------------------------------------------
@@ -354,8 +369,8 @@ def _blocks(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for part in parts:
         if isinstance(part.get("text"), str) and not part.get("thought"):
             blocks.append({"type": "text", "text": part["text"]})
-        elif isinstance(part.get("functionResponse"), dict):
-            response = part["functionResponse"]
+        elif isinstance(get(part, "functionResponse"), dict):
+            response = get(part, "functionResponse")
             blocks.append(
                 {
                     "type": "tool_result",
@@ -363,8 +378,8 @@ def _blocks(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "content": _tool_output(response.get("response")),
                 }
             )
-        elif isinstance(part.get("functionCall"), dict):
-            fc = part["functionCall"]
+        elif isinstance(get(part, "functionCall"), dict):
+            fc = get(part, "functionCall")
             blocks.append({"type": "tool_use", "name": fc.get("name"), "input": fc.get("args")})
     return blocks
 
@@ -410,7 +425,7 @@ def chat_messages_of(request: Body) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     system = "\n\n".join(
         p["text"]
-        for p in _parts(request.get("systemInstruction"))
+        for p in _parts(get(request, "systemInstruction"))
         if isinstance(p.get("text"), str)
     )
     if system:
@@ -431,7 +446,7 @@ def _assistant_message(parts: list[dict[str, Any]], ids: _CallIds) -> list[dict[
     text = _answer_text(parts)
     calls = []
     for part in parts:
-        fc = part.get("functionCall")
+        fc = get(part, "functionCall")
         if isinstance(fc, dict):
             calls.append(
                 {
@@ -456,8 +471,8 @@ def _user_messages(parts: list[dict[str, Any]], ids: _CallIds) -> list[dict[str,
     out: list[dict[str, Any]] = []
     blocks: list[dict[str, Any]] = []
     for part in parts:
-        fr = part.get("functionResponse")
-        inline = part.get("inlineData") or part.get("inline_data")
+        fr = get(part, "functionResponse")
+        inline = get(part, "inlineData")
         if isinstance(fr, dict):
             out.append(
                 {
@@ -469,7 +484,7 @@ def _user_messages(parts: list[dict[str, Any]], ids: _CallIds) -> list[dict[str,
         elif isinstance(part.get("text"), str) and not part.get("thought"):
             blocks.append({"type": "text", "text": part["text"]})
         elif isinstance(inline, dict) and isinstance(inline.get("data"), str):
-            mime = inline.get("mimeType") or inline.get("mime_type") or "image/png"
+            mime = get(inline, "mimeType") or "image/png"
             url = f"data:{mime};base64,{inline['data']}"
             blocks.append({"type": "image_url", "image_url": {"url": url}})
     if blocks:
@@ -481,13 +496,13 @@ def _user_messages(parts: list[dict[str, Any]], ids: _CallIds) -> list[dict[str,
 def chat_options(request: Body) -> Body:
     """Chat-completions options from generationConfig, tools and toolConfig."""
     options: Body = {}
-    config = request.get("generationConfig")
+    config = get(request, "generationConfig")
     if isinstance(config, dict):
         for name, chat_name in _GENERATION_FIELDS.items():
-            if config.get(name) is not None:
-                options[chat_name] = config[name]
-        schema = config.get("responseJsonSchema") or config.get("responseSchema")
-        if config.get("responseMimeType") == "application/json":
+            if get(config, name) is not None:
+                options[chat_name] = get(config, name)
+        schema = get(config, "responseJsonSchema") or get(config, "responseSchema")
+        if get(config, "responseMimeType") == "application/json":
             options["response_format"] = (
                 {
                     "type": "json_schema",
@@ -499,7 +514,7 @@ def chat_options(request: Body) -> Body:
     tools = _tools(request.get("tools"))
     if tools:
         options["tools"] = tools
-        choice = _tool_choice(request.get("toolConfig"))
+        choice = _tool_choice(get(request, "toolConfig"))
         if choice is not None:
             options["tool_choice"] = choice
     return options
@@ -508,14 +523,14 @@ def chat_options(request: Body) -> Body:
 def _tools(raw: Any) -> list[dict[str, Any]]:
     tools = []
     for tool in raw if isinstance(raw, list) else []:
-        declarations = tool.get("functionDeclarations") if isinstance(tool, dict) else None
+        declarations = get(tool, "functionDeclarations")
         for decl in declarations if isinstance(declarations, list) else []:
             if not isinstance(decl, dict) or not isinstance(decl.get("name"), str):
                 continue
             function: Body = {"name": decl["name"]}
             if isinstance(decl.get("description"), str):
                 function["description"] = decl["description"]
-            schema = decl.get("parametersJsonSchema") or decl.get("parameters")
+            schema = get(decl, "parametersJsonSchema") or decl.get("parameters")
             function["parameters"] = (
                 _schema(schema) if isinstance(schema, dict) else {"type": "object"}
             )
@@ -524,11 +539,11 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
 
 
 def _tool_choice(config: Any) -> Any:
-    calling = config.get("functionCallingConfig") if isinstance(config, dict) else None
+    calling = get(config, "functionCallingConfig")
     if not isinstance(calling, dict):
         return None
-    mode = str(calling.get("mode", "AUTO")).upper()
-    allowed = calling.get("allowedFunctionNames")
+    mode = str(calling.get("mode") or "AUTO").upper()
+    allowed = get(calling, "allowedFunctionNames")
     if mode in ("ANY", "VALIDATED") and isinstance(allowed, list) and len(allowed) == 1:
         return {"type": "function", "function": {"name": str(allowed[0])}}
     return {"ANY": "required", "NONE": "none"}.get(mode, "auto")
