@@ -140,6 +140,7 @@ async def test_generate_content_passes_through_with_usage_in_the_row(
     row = (await rows_when(1))[0]
     assert row["endpoint"] == "/v1/models/gemini-2.5-flash:generateContent"  # google-genai 3
     assert row["model"] == "gemini-2.5-flash" and row["provider"] == "gemini"
+    assert row["client"] == "google-genai"
     assert row["status"] == "ok" and row["stream"] in (0, False)
     assert row["prompt_tokens"] == 24
     assert row["completion_tokens"] == 8 + 5  # candidates + thoughts

@@ -125,7 +125,8 @@ def run(
     ),
     command: list[str] = typer.Argument(..., help="The command, after --."),
 ) -> None:
-    """Run a command with ANTHROPIC_BASE_URL and OPENAI_BASE_URL set to PROJECT's listener.
+    """Run a command with ANTHROPIC_BASE_URL, OPENAI_BASE_URL and GOOGLE_GEMINI_BASE_URL set to
+    PROJECT's listener.
 
     Example: memproxy run my-app -- claude
     """
@@ -142,7 +143,12 @@ def run(
     if port is None or process.read_info(paths) is None:
         port = attach_project(project, port)["port"]
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ANTHROPIC_BASE_URL": base, "OPENAI_BASE_URL": f"{base}/v1"}
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": base,
+        "OPENAI_BASE_URL": f"{base}/v1",
+        "GOOGLE_GEMINI_BASE_URL": base,
+    }
     try:
         os.execvpe(command[0], command, env)
     except FileNotFoundError:
