@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
 from tests.fixtures.daemon import free_port, memproxy, running_daemon, wait_for, write_config
 from tests.fixtures.fake_gemini import FakeGemini
+from tests.fixtures.fake_messages import FakeMessages
 
 pytestmark = pytest.mark.serial
 GEMINI = Path(__file__).resolve().parents[1] / ".tools/gemini-cli/node_modules/.bin/gemini"
@@ -28,15 +29,24 @@ SETTINGS = {
 }
 
 
-class ThreadedGemini:
-    """A FakeGemini on its own event loop thread, reachable by daemon processes."""
+class Fake(Protocol):
+    async def start(self) -> Any: ...
 
-    def __init__(self) -> None:
+    async def close(self) -> None: ...
+
+
+F = TypeVar("F", bound=Fake)
+
+
+class Threaded(Generic[F]):
+    """A fake upstream on its own event loop thread, reachable by daemon processes."""
+
+    def __init__(self, fake: F) -> None:
         self.loop = asyncio.new_event_loop()
-        self.fake = FakeGemini()
+        self.fake = fake
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def __enter__(self) -> FakeGemini:
+    def __enter__(self) -> F:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
         return self.fake
@@ -47,7 +57,9 @@ class ThreadedGemini:
         self._thread.join(10)
 
 
-def _gemini(home: Path, config: Path, workdir: Path, prompt: str) -> str:
+def _gemini(
+    home: Path, config: Path, workdir: Path, prompt: str, model: str = "gemini-2.5-flash"
+) -> str:
     profile = home / "cli-home"
     (profile / ".gemini").mkdir(parents=True, exist_ok=True)
     (profile / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS), encoding="utf-8")
@@ -66,7 +78,7 @@ def _gemini(home: Path, config: Path, workdir: Path, prompt: str) -> str:
         "HTTP_PROXY": "http://127.0.0.1:9",
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    command = [str(GEMINI), "-m", "gemini-2.5-flash", "--yolo", "-p", prompt]
+    command = [str(GEMINI), "-m", model, "--yolo", "-p", prompt]
     result = subprocess.run(
         [sys.executable, "-m", "memproxy_cli", "run", "webapp", "--", *command],
         capture_output=True,
@@ -85,16 +97,19 @@ def _rows(home: Path) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.mark.skipif(
+needs_cli = pytest.mark.skipif(
     not GEMINI.exists(), reason="Gemini CLI not installed (scripts/ensure-agent-clis)"
 )
+
+
+@needs_cli
 def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
     memproxy_home: Path, tmp_path: Path
 ) -> None:
     workdir = tmp_path / "webapp"
     workdir.mkdir()
     (workdir / "notes.txt").write_text("The deploy target is blue-cluster.\n", encoding="utf-8")
-    with ThreadedGemini() as fake:
+    with Threaded(FakeGemini()) as fake:
         fake.behaviour.reply = "Noted: the cache is Redis 7 named blue-cache."
         closed = "http://127.0.0.1:9"
         upstreams = {"openai": closed, "anthropic": closed, "gemini": fake.base}
@@ -148,3 +163,51 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
         for body in asked
     )
     assert all(k == KEY for k in fake.keys_used)
+
+
+@needs_cli
+def test_gemini_cli_drives_a_claude_model_with_tools(memproxy_home: Path, tmp_path: Path) -> None:
+    """Gemini CLI on a configured Claude model: translated both ways, the tool loop included."""
+    workdir = tmp_path / "webapp"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("The deploy target is blue-cluster.\n", encoding="utf-8")
+    with Threaded(FakeGemini()) as gemini, Threaded(FakeMessages()) as claude:
+        claude.script_tool_use("read_file", {"file_path": str(workdir / "notes.txt")})
+        claude.script_text("Claude read it: the deploy target is blue-cluster.")
+        closed = "http://127.0.0.1:9"
+        config = write_config(
+            memproxy_home,
+            upstreams={"openai": closed, "anthropic": closed, "gemini": gemini.base},
+            model_list=[
+                {
+                    "model_name": "claude-test",
+                    "litellm_params": {
+                        "model": "anthropic/claude-test-1",
+                        "api_base": claude.base,
+                        "api_key": "sk-ant-configured-cli-0000",
+                    },
+                }
+            ],
+        )
+        with running_daemon(memproxy_home, free_port(), config):
+            memproxy(
+                memproxy_home, "attach", "webapp", env={"MEMPROXY_CONFIG": str(config)}, check=True
+            )
+            out = _gemini(memproxy_home, config, workdir, "What does notes.txt say?", "claude-test")
+            rows = wait_for(
+                lambda: [r for r in _rows(memproxy_home) if r["model"] == "claude-test"],
+                what="rows for the translated calls",
+            )
+    assert "Claude read it: the deploy target is blue-cluster." in out
+    asked = [s.body for s in claude.seen if s.path == "/v1/messages"]
+    results = [
+        b
+        for body in asked
+        for m in body["messages"]
+        if isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
+    assert results and "blue-cluster" in json.dumps(results)
+    assert all(s.headers["x-api-key"] == "sk-ant-configured-cli-0000" for s in claude.seen)
+    assert all(r["provider"] == "litellm:anthropic" and r["status"] == "ok" for r in rows)
