@@ -599,3 +599,58 @@ async def test_chat_completions_to_a_gemini_model(
     assert fake_gemini.keys_used[-1] == expected
     row = (await rows_when(1))[0]
     assert row["provider"] == "litellm:gemini" and row["prompt_tokens"] == 24
+
+
+async def test_messages_to_a_gemini_model(gw: RunningGateway, fake_gemini: FakeGemini) -> None:
+    import anthropic
+
+    fake_gemini.behaviour.reply = "Gemini answers Anthropic."
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key=KEY, max_retries=0) as ant:
+        message = await ant.messages.create(
+            model="gemini-2.5-flash",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "Hi"}],
+        )
+    block = message.content[0]
+    assert block.type == "text" and block.text == "Gemini answers Anthropic."
+    assert fake_gemini.keys_used == [KEY]
+    assert fake_gemini.generations[0].path == "/v1beta/models/gemini-2.5-flash:generateContent"
+
+
+def test_openapi_tool_schemas_become_json_schema() -> None:
+    from memproxy_cli.api.gemini import chat_options, without_key
+
+    request = {
+        "tools": [
+            {
+                "function_declarations": [
+                    {
+                        "name": "grep",
+                        "parameters": {
+                            "type": "OBJECT",
+                            "properties": {"q": {"type": "STRING", "nullable": True}},
+                            "propertyOrdering": ["q"],
+                        },
+                    }
+                ]
+            },
+            {"googleSearch": {}},
+        ],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["grep"]}},
+        "generation_config": {"max_output_tokens": 9, "responseMimeType": "application/json"},
+    }
+    options = chat_options(request)
+    assert options["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "grep",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            },
+        }
+    ]
+    assert options["tool_choice"] == {"type": "function", "function": {"name": "grep"}}
+    assert options["max_tokens"] == 9
+    assert options["response_format"] == {"type": "json_object"}
+    assert without_key("alt=sse&key=abc") == "alt=sse"
+    assert without_key("key=abc") == ""

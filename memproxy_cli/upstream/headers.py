@@ -104,7 +104,7 @@ def edge_headers(
 ) -> CIMultiDict[str]:
     """Headers toward a shared team gateway: the caller's own, plus who is calling."""
     out: CIMultiDict[str] = CIMultiDict()
-    for name in (*_FORWARD, "authorization", "x-api-key", "x-pycharm-instance"):
+    for name in (*_FORWARD, "authorization", "x-api-key", "x-goog-api-key", "x-pycharm-instance"):
         for value in incoming.getall(name, ()):
             out.add(name, value)
     out.setdefault("content-type", "application/json")
