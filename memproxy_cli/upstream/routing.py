@@ -93,10 +93,12 @@ class Router:
         self._cache: dict[tuple[str, str], Route | None] = {}
 
     def always_translates(self) -> bool:
-        """Whether a configured model speaks neither API (Gemini, Bedrock...): LiteLLM is sure
-        to be needed, so it is worth loading before the first request rather than on it."""
+        """Whether a configured model speaks neither the OpenAI nor the Anthropic API (Gemini,
+        Bedrock...): chat and Messages clients need LiteLLM for it, so it is worth loading
+        before the first request rather than on it."""
         return any(
-            protocol_of(provider_of(e.litellm_params.model)[0] or "openai") is None
+            protocol_of(provider_of(e.litellm_params.model)[0] or "openai")
+            not in ("openai", "anthropic")
             for e in self._entries.values()
         )
 
