@@ -170,9 +170,9 @@ class Gemini(ApiFamily):
         Endpoint(
             "POST", f"/{_VERSION}/models/{_MODEL}:{{method:generateContent|streamGenerateContent}}"
         ),
-        Endpoint("POST", f"/{_VERSION}/models/{_MODEL}:countTokens", "count_tokens"),
-        Endpoint("GET", "/v1beta/models", "list_models"),
-        Endpoint("GET", f"/v1beta/models/{_MODEL}", "get_model"),
+        Endpoint("POST", f"/{_VERSION}/models/{_MODEL}:countTokens", "gemini_count_tokens"),
+        Endpoint("GET", "/v1beta/models", "gemini_models"),
+        Endpoint("GET", f"/v1beta/models/{_MODEL}", "gemini_model"),
     )
     path_prefixes: ClassVar[tuple[str, ...]] = ("/v1beta/",)
     error_types: ClassVar[Mapping[int, str]] = GEMINI_STATUSES

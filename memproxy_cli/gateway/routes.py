@@ -25,7 +25,7 @@ from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.validate import FORBIDDEN_FIELDS, check_request, parse_json, read_body
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.headers import scrub, upstream_headers, upstream_key
-from memproxy_cli.upstream.routing import Route
+from memproxy_cli.upstream.routing import Route, versioned_gemini_base
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DOCS_HINT = "see docs/clients.md for the endpoints memproxy serves"
@@ -173,8 +173,9 @@ async def gemini_models(request: web.Request) -> web.Response:
     """memproxy's own models, after Google's when the caller's key lists them."""
     state = request.app[STATE]
     ours = [gemini_model(name) for name in state.router.model_names()]
-    route = state.router.resolve("gemini-models", GEMINI.wire)
-    if route is not None and route.kind == "passthrough" and "pageToken" not in request.query:
+    base = versioned_gemini_base(state.config.upstreams.gemini)
+    route = Route(kind="passthrough", model="", provider="gemini", base_url=base)
+    if "pageToken" not in request.query:
         upstream = await _gemini_upstream(request, route, "/models", None)
         if upstream.status == 200 and isinstance(upstream.body, bytes):
             listed = orjson.loads(upstream.body)
@@ -224,9 +225,10 @@ async def _gemini_upstream(
 def _add(app: web.Application, family: ApiFamily, endpoint: Endpoint) -> None:
     handlers: dict[str, Handler] = {
         "generate": _generate(family),
-        "count_tokens": gemini_count_tokens if family is GEMINI else count_tokens,
-        "list_models": gemini_models,
-        "get_model": gemini_get_model,
+        "count_tokens": count_tokens,
+        "gemini_count_tokens": gemini_count_tokens,
+        "gemini_models": gemini_models,
+        "gemini_model": gemini_get_model,
     }
     app.router.add_route(endpoint.method, endpoint.path, handlers[endpoint.action])
 
