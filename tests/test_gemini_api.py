@@ -654,3 +654,23 @@ def test_openapi_tool_schemas_become_json_schema() -> None:
     assert options["response_format"] == {"type": "json_object"}
     assert without_key("alt=sse&key=abc") == "alt=sse"
     assert without_key("key=abc") == ""
+
+
+async def test_gemini_cli_session_context_is_not_stored(
+    memory_gw: RunningGateway, fake_gemini: FakeGemini
+) -> None:
+    """Gemini CLI's environment part (date, OS, folder tree) is context, not the user's words."""
+    context = (
+        "<session_context>\nThis is the Gemini CLI.\nMy operating system is: linux\n"
+        "</session_context>"
+    )
+    contents = [types.Content(role="user", parts=[types.Part(text=context), types.Part(text=FACT)])]
+    await client(memory_gw, "ledger").aio.models.generate_content(
+        model="gemini-2.5-flash", contents=contents
+    )
+    assert memory_gw.state.memory is not None
+    await memory_gw.state.memory.drain(10)
+    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    stored = await backend.list("ledger")
+    assert len(stored) == 1 and "CockroachDB 24" in stored[0].text
+    assert "session_context" not in stored[0].text and "operating system" not in stored[0].text

@@ -135,6 +135,8 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
                 return "blue-cache" in out
 
             wait_for(remembered, what="the turn to be remembered")
+            stored = memproxy(home, "memory", "list", "--project", "webapp", "--json").stdout
+            assert "session_context" not in stored and "Directory Structure" not in stored
             fake.behaviour.reply = "It is called blue-cache."
             _gemini(memproxy_home, config, workdir, "What is our cache called?")
             injected = wait_for(

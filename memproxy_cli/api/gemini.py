@@ -368,7 +368,8 @@ def _blocks(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part.get("text"), str) and not part.get("thought"):
-            blocks.append({"type": "text", "text": part["text"]})
+            kind = "context" if _is_client_context(part["text"]) else "text"
+            blocks.append({"type": kind, "text": part["text"]})
         elif isinstance(get(part, "functionResponse"), dict):
             response = get(part, "functionResponse")
             blocks.append(
@@ -382,6 +383,13 @@ def _blocks(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             fc = get(part, "functionCall")
             blocks.append({"type": "tool_use", "name": fc.get("name"), "input": fc.get("args")})
     return blocks
+
+
+def _is_client_context(text: str) -> bool:
+    """Gemini CLI sends its environment (date, OS, folder tree) as a part of its own in the
+    first user content: context for the model, not the user's words."""
+    stripped = text.strip()
+    return stripped.startswith("<session_context>") and stripped.endswith("</session_context>")
 
 
 def _tool_output(response: Any) -> str:
