@@ -674,3 +674,20 @@ async def test_gemini_cli_session_context_is_not_stored(
     stored = await backend.list("ledger")
     assert len(stored) == 1 and "CockroachDB 24" in stored[0].text
     assert "session_context" not in stored[0].text and "operating system" not in stored[0].text
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(429, "RESOURCE_EXHAUSTED"), (401, "UNAUTHENTICATED")]
+)
+async def test_translated_errors_in_gemini_shape(
+    gw: RunningGateway, fake: FakeProvider, status: int, expected: str
+) -> None:
+    fake.behaviour.fail_status = status
+    with pytest.raises(genai_errors.ClientError) as raised:
+        await client(gw).aio.models.generate_content(model="gpt-test", contents="Hi")
+    assert raised.value.code == status and raised.value.status == expected
+    message = raised.value.message or ""
+    for leak in ("Traceback", "site-packages", "litellm.", "Error:"):
+        assert leak not in message
+    row = (await rows_when(1))[0]
+    assert row["http_status"] == status and "Traceback" not in (row["error"] or "")

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -22,6 +23,9 @@ from memproxy_cli.upstream.headers import caller_key, scrub, upstream_key
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
 
 log = logging.getLogger("memproxy.litellm")
+# LiteLLM prefixes its messages with exception class names ("litellm.RateLimitError:
+# RateLimitError: OpenAIException - ..."): a client gets the provider's words only.
+_EXCEPTION_NAMES = re.compile(r"(?:(?:litellm\.)?\w*(?:Error|Exception)(?::|\s+-)\s*)+")
 
 
 class LiteLLMAdapter:
@@ -120,6 +124,7 @@ def as_gateway_error(exc: Exception, secrets: tuple[str | None, ...]) -> Gateway
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int) or not 400 <= status <= 599:
         status = 502
-    message = scrub(str(exc).encode(), secrets).decode("utf-8", "replace")[:500]
+    message = _EXCEPTION_NAMES.sub("", str(exc))
+    message = scrub(message.encode(), secrets).decode("utf-8", "replace")[:500]
     row_status = "upstream_timeout" if status in (408, 504) else "error"
     return GatewayError(status, f"upstream error via LiteLLM: {message}", row_status=row_status)
