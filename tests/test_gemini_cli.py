@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+import httpx
 import pytest
 
 from tests.fixtures.daemon import free_port, memproxy, running_daemon, wait_for, write_config
@@ -92,6 +93,22 @@ def _gemini(
     return result.stdout
 
 
+QUERY_KEY = "gm-query-canary-5555ffff"
+
+
+def _key_in_query(port: int) -> None:
+    """A key in `?key=` on a served and on an unknown path is used, never written down."""
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(trust_env=False) as http:
+        served = http.post(
+            f"{base}/v1beta/models/gemini-2.5-flash:generateContent?key={QUERY_KEY}", json=body
+        )
+        assert served.status_code == 200, served.text
+        unknown = http.post(f"{base}/v1beta/models/x:embedContent?key={QUERY_KEY}", json=body)
+        assert unknown.status_code == 404 and QUERY_KEY not in unknown.text
+
+
 def _rows(home: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(memproxy(home, "logs", "-n", "100", "--json").stdout)
     return rows
@@ -115,9 +132,15 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
         upstreams = {"openai": closed, "anthropic": closed, "gemini": fake.base}
         config = write_config(memproxy_home, upstreams=upstreams)
         with running_daemon(memproxy_home, free_port(), config):
-            memproxy(
-                memproxy_home, "attach", "webapp", env={"MEMPROXY_CONFIG": str(config)}, check=True
+            attached = memproxy(
+                memproxy_home,
+                "attach",
+                "webapp",
+                "--json",
+                env={"MEMPROXY_CONFIG": str(config)},
+                check=True,
             )
+            port = json.loads(attached.stdout)["port"]
             first = _gemini(
                 memproxy_home, config, workdir, "Remember: our cache is Redis 7 named blue-cache"
             )
@@ -144,6 +167,19 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
                 what="a request with memories injected",
             )
             rows = _rows(home)
+            _key_in_query(port)
+            wait_for(
+                lambda: len([r for r in _rows(home) if r["client"] == "httpx"]) == 2,
+                what="rows for the calls with ?key=",
+            )
+    leaked = [
+        str(p.relative_to(home))
+        for p in home.rglob("*")
+        if p.is_file()
+        and "cli-home" not in p.parts
+        and (QUERY_KEY.encode() in p.read_bytes() or KEY.encode() in p.read_bytes())
+    ]
+    assert leaked == []
     generations = [r for r in rows if "Content" in (r["endpoint"] or "")]
     assert generations and all(r["project"] == "webapp" for r in generations)
     assert all(r["status"] == "ok" and r["prompt_tokens"] for r in generations)
@@ -164,7 +200,8 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
         "blue-cache" in json.dumps(body["contents"][-1]) and "cache called" in json.dumps(body)
         for body in asked
     )
-    assert all(k == KEY for k in fake.keys_used)
+    assert set(fake.keys_used) == {KEY, QUERY_KEY}
+    assert all("key=" not in s.query for s in fake.seen)
 
 
 @needs_cli
