@@ -654,6 +654,9 @@ def test_openapi_tool_schemas_become_json_schema() -> None:
     assert options["response_format"] == {"type": "json_object"}
     assert without_key("alt=sse&key=abc") == "alt=sse"
     assert without_key("key=abc") == ""
+    assert without_key("$alt=json;enum-encoding%3Dint&key=a&apikey=b") == (
+        "$alt=json;enum-encoding%3Dint&apikey=b"
+    )
 
 
 async def test_gemini_cli_session_context_is_not_stored(

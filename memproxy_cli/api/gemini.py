@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -157,10 +156,10 @@ def _first_candidate(body: Any) -> dict[str, Any] | None:
 
 
 def without_key(query: str) -> str:
-    """The query string without the `key` credential parameter."""
-    if "key=" not in query:
+    """The query string without the `key` credential parameter, the rest byte for byte."""
+    if "key" not in query:
         return query
-    return urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "key"])
+    return "&".join(p for p in query.split("&") if p.partition("=")[0] != "key")
 
 
 class Gemini(ApiFamily):
