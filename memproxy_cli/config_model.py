@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from memproxy_cli.config_file import ENV_PREFIX, resolve_secret
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_POLICY = "*"  # the projects/budgets key that applies where no project's own does
 
 
 class _Model(BaseModel):
@@ -25,6 +26,15 @@ class ServerConfig(_Model):
     )
     master_key: str | None = Field(
         None, description="Bearer key clients must send (needed off loopback); use os.environ/NAME."
+    )
+    local_token: bool = Field(
+        False,
+        description=(
+            "Require a token on loopback listeners, so other local users are kept out: the daemon "
+            "writes it to local-token (mode 0600) in the state dir, `memproxy run` passes it on, "
+            "`memproxy attach` prints it. Clients send it as their API key, bearer token or "
+            "x-memproxy-token header; configured keys are then used upstream, never the token."
+        ),
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
@@ -64,6 +74,25 @@ class ServerConfig(_Model):
         0.2, ge=0, le=1, description="Retries allowed as a fraction of recent requests."
     )
 
+    max_upstream_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest non-streaming upstream response, as sent and as inflated; "
+        "a bigger one ends the request with HTTP 502.",
+    )
+    max_upstream_event_bytes: int = Field(
+        8 * 1024 * 1024,
+        gt=0,
+        description="Largest single SSE event an upstream may send; "
+        "a bigger one ends the stream with an error event.",
+    )
+    max_stream_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description="Most bytes one upstream stream may send in all; "
+        "past it the stream ends with an error event.",
+    )
+
     _master_key_value: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -96,11 +125,18 @@ class LiteLLMParams(_Model):
         description="Provider model, LiteLLM style (openai/gpt-4o-mini, ollama/llama3.1)."
     )
     api_base: str | None = Field(
-        None, description="Base URL of the upstream (default: the provider's)."
+        None,
+        description=(
+            "Base URL of the upstream (default: the provider's); the daemon's own "
+            "OPENAI_API_KEY / ANTHROPIC_API_KEY is never sent to a base set here."
+        ),
     )
     api_key: str | None = Field(
         None,
-        description="Upstream key; use os.environ/NAME (default: the caller's own credentials).",
+        description=(
+            "Upstream key; use os.environ/NAME. When set, it is the only key sent to this "
+            "entry (none at all when the variable is unset). Unset: the caller's own credentials."
+        ),
     )
 
 
@@ -114,11 +150,17 @@ class Upstreams(_Model):
 
     openai: str = Field(
         "https://api.openai.com",
-        description="Base URL for gpt-*/o* models without a model_list entry.",
+        description=(
+            "Base URL for gpt-*/o* models without a model_list entry; a caller that sends no key "
+            "gets the daemon's OPENAI_API_KEY here (and only here)."
+        ),
     )
     anthropic: str = Field(
         "https://api.anthropic.com",
-        description="Base URL for claude-* models without a model_list entry.",
+        description=(
+            "Base URL for claude-* models without a model_list entry; a caller that sends no key "
+            "gets the daemon's ANTHROPIC_API_KEY here (and only here)."
+        ),
     )
     gemini: str = Field(
         "https://generativelanguage.googleapis.com",
@@ -310,10 +352,19 @@ class Config(_Model):
         None, description="Redis shared by several instances for budgets and rate state (optional)."
     )
     budgets: dict[str, Budget] = Field(
-        default_factory=dict, description="USD spend limits per project name."
+        default_factory=dict,
+        description=(
+            'USD spend limits per project name; "*" is one limit shared by every request '
+            "outside a project with its own entry (requests without a project included)."
+        ),
     )
     projects: dict[str, ProjectPolicy] = Field(
-        default_factory=dict, description="Policy per project name."
+        default_factory=dict,
+        description=(
+            'Policy per project name; "*" is the default policy, for every project without an '
+            "entry and for requests that name no project (so leaving out x-memproxy-project "
+            "does not escape allowed_models)."
+        ),
     )
     pricing: dict[str, Pricing] = Field(
         default_factory=dict,
@@ -329,9 +380,20 @@ class Config(_Model):
 
     source: str | None = Field(None, exclude=True)
 
+    def policy_for(self, project: str | None) -> ProjectPolicy | None:
+        """The project's own policy, else the default one (`projects["*"]`), else None."""
+        own = self.projects.get(project) if project else None
+        return own if own is not None else self.projects.get(DEFAULT_POLICY)
+
+    def budget_name(self, project: str | None) -> str | None:
+        """The budget a request's spend counts against: the project's own, else "*"."""
+        if project and project in self.budgets:
+            return project
+        return DEFAULT_POLICY if DEFAULT_POLICY in self.budgets else None
+
     def memory_for(self, project: str | None) -> MemoryConfig:
         """The memory settings in force for a project (global ones with its overrides)."""
-        policy = self.projects.get(project) if project else None
+        policy = self.policy_for(project)
         if policy is None:
             return self.memory
         overrides = policy.memory.model_dump(exclude_none=True, exclude_unset=True)

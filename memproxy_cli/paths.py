@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 APP_NAME = "memproxy"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+class UnsafeHome(Exception):
+    """A memproxy directory belongs to another user; keys and memories must not go there."""
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,7 @@ class Paths:
     data_dir: Path
     state_dir: Path
     log_dir: Path
+    home: Path | None = None  # MEMPROXY_HOME, when set
 
     @property
     def default_config(self) -> Path:
@@ -63,10 +71,58 @@ class Paths:
     def memory_db(self) -> Path:
         return self.data_dir / "memory.sqlite3"
 
+    @property
+    def private_dirs(self) -> tuple[Path, ...]:
+        """The directories only their owner may enter (the config directory is the user's)."""
+        return (self.data_dir, self.state_dir, self.log_dir, self.cookie_dir)
+
     def ensure(self) -> Paths:
-        for d in (self.config_dir, self.data_dir, self.state_dir, self.log_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create the directories 0700 (and make existing ones 0700); UnsafeHome when one of
+        them, or MEMPROXY_HOME, belongs to another user."""
+        if self.home is not None:
+            if not self.home.exists():
+                self.home.mkdir(parents=True, mode=PRIVATE_DIR)
+            _check_owner(self.home, "MEMPROXY_HOME")
+        for d in (self.config_dir, *self.private_dirs):
+            d.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+            _check_owner(d, "the memproxy directory")
+            if stat.S_IMODE(d.stat().st_mode) != PRIVATE_DIR:
+                d.chmod(PRIVATE_DIR)
         return self
+
+    def tighten(self) -> None:
+        """Make every file already in the private directories 0600 (symlinks left alone)."""
+        for d in self.private_dirs:
+            for entry in os.scandir(d):
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISREG(mode) and stat.S_IMODE(mode) != PRIVATE_FILE:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    try:
+                        os.fchmod(fd, PRIVATE_FILE)
+                    finally:
+                        os.close(fd)
+
+
+def _check_owner(path: Path, what: str) -> None:
+    owner = path.stat().st_uid
+    if owner != os.getuid():
+        raise UnsafeHome(
+            f"{what} {path} belongs to another user (uid {owner}, you are uid {os.getuid()}); "
+            "memproxy keeps keys, memories and logs there, so it refuses to use it: "
+            "point MEMPROXY_HOME at a directory of your own"
+        )
+
+
+def open_private(path: Path | str, flags: int) -> int:
+    """os.open for a file of ours: never through a symlink, created 0600, made 0600 if not."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_FILE:
+            os.fchmod(fd, PRIVATE_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def get_paths() -> Paths:
@@ -74,7 +130,7 @@ def get_paths() -> Paths:
     home = os.environ.get("MEMPROXY_HOME")
     if home:
         root = Path(home).expanduser()
-        return Paths(root / "config", root / "data", root / "state", root / "logs")
+        return Paths(root / "config", root / "data", root / "state", root / "logs", root)
     import platformdirs
 
     return Paths(

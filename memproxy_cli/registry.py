@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from memproxy_cli.names import PROJECT_NAME, PROJECT_RULE
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
 REGISTRY_VERSION = 1
 DEFAULT_PORT_RANGE = (8765, 8964)
 LOCK_TIMEOUT_S = 10.0
-PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 StateName = Literal["listening", "not listening", "taken"]
@@ -32,7 +33,7 @@ class RegistryError(Exception):
 
 
 class InvalidProjectName(RegistryError):
-    """A project name outside `[A-Za-z0-9._-]{1,64}`."""
+    """A project name outside `names.PROJECT_NAME` (no `.`, `..` or leading `-`)."""
 
 
 class PortUnavailable(RegistryError):
@@ -81,9 +82,7 @@ class PortState:
 def validate_project(name: str) -> str:
     """Return the name, or raise InvalidProjectName explaining the allowed characters."""
     if not PROJECT_NAME.fullmatch(name):
-        raise InvalidProjectName(
-            f"invalid project name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-'"
-        )
+        raise InvalidProjectName(f"invalid project name {name!r}: use {PROJECT_RULE}")
     return name
 
 
@@ -92,7 +91,7 @@ def default_project_name(cwd: Path) -> str | None:
     start = cwd.resolve()
     for directory in (start, *start.parents):
         if (directory / ".git").exists():
-            name = _UNSAFE.sub("-", directory.name).strip("-")[:64]
+            name = _UNSAFE.sub("-", directory.name).lstrip("-.").rstrip("-")[:64]
             return name if PROJECT_NAME.fullmatch(name) else None
     return None
 
@@ -291,7 +290,7 @@ class PortRegistry:
         from filelock import FileLock, Timeout
 
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = FileLock(str(self.paths.registry_lock), timeout=self.lock_timeout_s)
+        lock = FileLock(str(self.paths.registry_lock), timeout=self.lock_timeout_s, mode=0o600)
         try:
             lock.acquire()
         except Timeout:
@@ -338,6 +337,8 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
         raise RegistryCorrupt(
             f"the port registry {path} is not valid JSON ({exc}); {fix}"
         ) from None
+    except RecursionError:
+        raise RegistryCorrupt(f"the port registry {path} is nested too deeply; {fix}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("projects"), dict):
         raise RegistryCorrupt(f"the port registry {path} has no 'projects' mapping; {fix}")
     version = doc.get("version")
@@ -348,8 +349,17 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
         )
     projects: dict[str, Any] = doc["projects"]
     for name, rec in projects.items():
+        if not PROJECT_NAME.fullmatch(name):
+            raise RegistryCorrupt(f"the port registry {path}: {name[:80]!r} is no project; {fix}")
         if not (isinstance(rec, dict) and type(rec.get("port")) is int):
             raise RegistryCorrupt(f"the port registry {path}: entry {name!r} has no port; {fix}")
+        if not 1 <= rec["port"] <= 65535:
+            raise RegistryCorrupt(
+                f"the port registry {path}: entry {name!r} has port {rec['port']}, "
+                f"not between 1 and 65535; {fix}"
+            )
+        if not isinstance(rec.get("created_at", ""), str):
+            raise RegistryCorrupt(f"the port registry {path}: entry {name!r} is malformed; {fix}")
         rec.setdefault("created_at", "")
     return projects
 

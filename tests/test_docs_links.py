@@ -15,7 +15,7 @@ _LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 def test_the_documented_pages_exist() -> None:
     for name in ("getting-started", "configuration", "cli", "architecture", "troubleshooting"):
         assert (ROOT / "docs" / f"{name}.md").is_file()
-    for name in ("memory", "teams"):
+    for name in ("memory", "teams", "security"):
         assert (ROOT / "docs" / f"{name}.md").is_file()
 
 
@@ -24,6 +24,15 @@ def test_relative_links_resolve(page: Path) -> None:
     targets = _LINK.findall(page.read_text(encoding="utf-8"))
     broken = [t for t in targets if "://" not in t and not (page.parent / t).resolve().exists()]
     assert not broken, f"{page.name}: broken links {broken}"
+
+
+def test_readme_links_the_security_page() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(docs/security.md)" in text
+    security = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    for topic in ("## Who can call which listener", "### What a web page can do", "### Team mode"):
+        assert topic in security
+    assert "## Reporting a problem" in security
 
 
 def test_readme_keeps_the_quickstart() -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
+from tests.fixtures import agent_clis as cli
 from tests.fixtures.fake_gemini import FakeGemini, example_of
 from tests.fixtures.fake_messages import FakeMessages
 from tests.fixtures.fake_responses import FakeResponses
+from tests.fixtures.wire_record import SECRET_HEADERS
 
 
 @pytest.fixture
@@ -119,6 +122,25 @@ async def test_responses_stream_tool_call_with_helper(fake_responses: FakeRespon
     call = final.output[-1]
     assert call.type == "function_call"
     assert call.name == "read_file" and json.loads(call.arguments) == {"path": "notes.txt"}
+
+
+async def test_responses_reasoning_item_first(fake_responses: FakeResponses) -> None:
+    fake_responses.behaviour.reasoning = "Thinking about it."
+    fake_responses.script_tool_call("exec_command", {"cmd": "ls"})
+    async with (
+        _client(fake_responses) as client,
+        client.responses.stream(
+            model="gpt-fake", input="List files", include=["reasoning.encrypted_content"]
+        ) as stream,
+    ):
+        names = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert [item.type for item in final.output] == ["reasoning", "function_call"]
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "Thinking about it."
+    assert reasoning.encrypted_content
+    assert "response.reasoning_summary_text.delta" in names
 
 
 async def test_responses_stream_failure(fake_responses: FakeResponses) -> None:
@@ -343,3 +365,125 @@ async def test_messages_fake_streams_tool_use(fake_messages: FakeMessages) -> No
             model="claude-fake", max_tokens=10, messages=[{"role": "user", "content": "Title?"}]
         )
     assert title.content[0].type == "text"
+
+
+# -- The real CLIs against the fakes, offline ------------------------------------------------
+
+
+def _no_tool(binary: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not binary.exists(), reason=f"{binary.name} not installed (scripts/ensure-agent-clis)"
+    )
+
+
+@_no_tool(cli.CODEX)
+def test_codex_cli_runs_a_tool_loop_on_the_fake() -> None:
+    fake = FakeResponses()
+    fake.script_tool_call("exec_command", {"cmd": "echo hi"}, text="I'll run it.")
+    fake.behaviour.reply = "It printed: hi"
+    with cli.RefusingProxy() as proxy, cli.sandbox() as (home, project, _), cli.threaded(fake):
+        result = cli.run(
+            cli.codex_argv("Run echo hi"), cli.codex_env(home, proxy, fake.base), project
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "It printed: hi" in result.stdout
+    assert proxy.tried == []
+    first, second = fake.requests
+    assert first.headers["session-id"] == second.headers["session-id"]
+    assert first.body["stream"] is True and first.body["store"] is False
+    output = second.body["input"][-1]
+    assert output["type"] == "function_call_output" and "hi" in output["output"]
+
+
+@_no_tool(cli.GEMINI)
+def test_gemini_cli_runs_a_tool_loop_on_the_fake() -> None:
+    fake = FakeGemini()
+    fake.script_tool_call("run_shell_command", {"command": "echo hi"})
+    fake.behaviour.reply = "It printed: hi"
+    with cli.RefusingProxy() as proxy, cli.sandbox() as (home, project, _), cli.threaded(fake):
+        env = cli.gemini_env(home, proxy, fake.base)
+        result = cli.run(cli.gemini_argv("Run echo hi"), env, project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "It printed: hi" in result.stdout
+    assert proxy.tried == []
+    router, *turns = fake.generations
+    assert router.path.endswith(":generateContent")
+    assert [t.query for t in turns] == ["alt=sse", "alt=sse"]
+    last = turns[-1].body["contents"][-1]["parts"][0]["functionResponse"]
+    assert last["name"] == "run_shell_command" and "hi" in json.dumps(last["response"])
+    assert set(fake.keys_used) == {"fake-gemini-key"}
+
+
+@_no_tool(cli.CLAUDE)
+def test_claude_code_runs_a_subagent_on_the_fake() -> None:
+    fake = FakeMessages()
+    fake.script_subagent()
+    with cli.RefusingProxy() as proxy, cli.sandbox() as (home, project, _), cli.threaded(fake):
+        env = cli.claude_env(home, proxy, fake.base)
+        result = cli.run(cli.claude_argv("Use a subagent to read notes.txt"), env, project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "blue-cluster" in result.stdout
+    assert proxy.tried == []
+    agents = [s.headers.get("x-claude-code-agent-id") for s in fake.seen]
+    assert agents[0] is None and agents[-1] is None
+    assert any(agents), "the subagent's requests carry x-claude-code-agent-id"
+
+
+# -- The recorded sessions -------------------------------------------------------------------
+
+RECORDED = sorted((Path(__file__).parent / "fixtures/clients").glob("*/*.json"))
+
+
+def test_recorded_sessions_are_whole_and_masked() -> None:
+    assert {p.parent.name for p in RECORDED} >= {
+        f"codex-{cli.CODEX_VERSION}",
+        f"gemini-cli-{cli.GEMINI_VERSION}",
+        f"claude-code-{cli.CLAUDE_VERSION}",
+    }
+    for path in RECORDED:
+        text = path.read_text(encoding="utf-8")
+        assert len(text) < 5_000_000, path
+        assert str(cli.ROOT) not in text and "/tmp/rec-" not in text, path
+        session = json.loads(text)
+        assert session, path
+        for request in session:
+            assert set(request) == {"method", "path", "query", "headers", "body"}
+            for name, value in request["headers"].items():
+                if name in SECRET_HEADERS:
+                    assert value.endswith(f"<{name}>"), (path, name)
+            assert "key=" not in request["query"] or "key=<key>" in request["query"]
+            assert isinstance(request["body"], dict), path
+
+
+async def test_recorded_codex_requests_replay_on_the_fake(fake_responses: FakeResponses) -> None:
+    requests = [
+        r
+        for p in RECORDED
+        if p.parent.name.startswith("codex-")
+        for r in json.loads(p.read_text(encoding="utf-8"))
+    ]
+    assert requests
+    async with aiohttp.ClientSession() as http:
+        for request in requests:
+            url = f"{fake_responses.base}{request['path']}"
+            async with http.post(url, json=request["body"]) as response:
+                assert response.status == 200
+                body = await response.text()
+            assert body.rstrip().splitlines()[-1].startswith('data: {"type": "response.completed"')
+
+
+async def test_recorded_gemini_requests_replay_on_the_fake(fake_gemini: FakeGemini) -> None:
+    requests = [
+        r
+        for p in RECORDED
+        if p.parent.name.startswith("gemini-cli-")
+        for r in json.loads(p.read_text(encoding="utf-8"))
+    ]
+    assert requests
+    async with aiohttp.ClientSession(headers={"x-goog-api-key": "k"}) as http:
+        for request in requests:
+            url = f"{fake_gemini.base}{request['path']}?{request['query']}"
+            async with http.post(url, json=request["body"]) as response:
+                assert response.status == 200
+                await response.read()
+    assert len(fake_gemini.generations) == len(requests)

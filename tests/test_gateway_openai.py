@@ -34,7 +34,8 @@ async def test_plain_completion_passes_through(gw: RunningGateway, fake: FakePro
     seen = fake.seen[-1]
     assert seen.path == "/v1/chat/completions"
     assert seen.headers["Authorization"] == "Bearer sk-caller-key-0001"
-    assert seen.headers["User-Agent"].startswith("memproxy/")
+    assert seen.headers["User-Agent"].startswith("AsyncOpenAI/Python ")  # the client's own
+    assert seen.headers["Via"] == "1.1 memproxy"
     assert seen.headers["traceparent"].startswith("00-")
 
 

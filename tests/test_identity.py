@@ -7,6 +7,7 @@ import re
 import pytest
 
 from memproxy_cli.config import parse_config
+from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.client_ua import parse_client
 from memproxy_cli.gateway.identity import CompiledMappings, Identity, resolve_identity
 
@@ -49,7 +50,6 @@ def test_explicit_header_beats_patterns(mappings: CompiledMappings) -> None:
         ({"User-Agent": "curl/8.5.0"}, "someone"),
         ({}, "someone"),
         ({"x-memory-user-id": "   ", "User-Agent": "claude-cli/2"}, "claude-user"),
-        ({"x-memory-user-id": "bad\x00id"}, "someone"),
     ],
 )
 def test_main_port_user_precedence(
@@ -57,6 +57,16 @@ def test_main_port_user_precedence(
 ) -> None:
     who = main_port(headers, mappings)
     assert (who.user_id, who.scope) == (user, f"user:{user}")
+
+
+@pytest.mark.parametrize("bad", ["bad\x00id", "../../v3/admin#", "a/b", "..", "-rf", "x" * 129])
+@pytest.mark.parametrize("project", [None, "shop"])
+def test_an_unsafe_explicit_user_id_is_refused(
+    bad: str, project: str | None, mappings: CompiledMappings
+) -> None:
+    with pytest.raises(GatewayError) as caught:
+        resolve_identity({"x-memory-user-id": bad}, project, mappings)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_user_id")
 
 
 def test_first_matching_rule_wins(mappings: CompiledMappings) -> None:
@@ -73,16 +83,25 @@ def test_project_header_on_main_port(mappings: CompiledMappings) -> None:
     assert (who.project, who.user_id, who.scope) == ("shop", "bob", "shop")
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a b", "x" * 65, ""])
+@pytest.mark.parametrize("bad", ["../etc", "a b", "x" * 65, "", ".", "..", "-rf"])
 def test_invalid_project_header_is_ignored(bad: str, mappings: CompiledMappings) -> None:
     who = main_port({"x-memproxy-project": bad}, mappings)
     assert (who.project, who.scope) == (None, "user:someone")
 
 
 def test_project_port_identity_is_the_project(mappings: CompiledMappings) -> None:
-    headers = {"User-Agent": "claude-cli/2.0.14", "x-memproxy-project": "other"}
+    headers = {"User-Agent": "claude-cli/2.0.14", "x-memproxy-project": "shop"}
     who = resolve_identity(headers, "shop", mappings)
     assert (who.project, who.user_id, who.scope) == ("shop", "shop", "shop")
+    who = resolve_identity({"User-Agent": "claude-cli/2.0.14"}, "shop", mappings)
+    assert (who.project, who.user_id, who.scope) == ("shop", "shop", "shop")
+
+
+def test_project_port_refuses_another_project(mappings: CompiledMappings) -> None:
+    headers = {"User-Agent": "claude-cli/2.0.14", "x-memproxy-project": "other"}
+    with pytest.raises(GatewayError) as err:
+        resolve_identity(headers, "shop", mappings)
+    assert err.value.status == 403 and err.value.code == "project_mismatch"
 
 
 def test_project_port_keeps_an_explicit_user(mappings: CompiledMappings) -> None:

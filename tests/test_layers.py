@@ -26,7 +26,9 @@ LAYERS: dict[str, int] = {
     "config_file": 5,
     "config_model": 5,
     "errors": 5,
+    "names": 5,
     "registry": 5,
+    "local_token": 5,
     "__init__": 5,
 }
 PACKAGE = Path(memproxy_cli.__file__).parent

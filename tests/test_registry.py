@@ -152,7 +152,9 @@ def test_lock_timeout_is_a_clear_error(held: socket.socket) -> None:
     assert registry.get("app") is None
 
 
-@pytest.mark.parametrize("name", ["", "a b", "x" * 65, "../etc", "naïve", "a/b"])
+@pytest.mark.parametrize(
+    "name", ["", "a b", "x" * 65, "../etc", "naïve", "a/b", ".", "..", "-rf", "--help", ".hidden"]
+)
 def test_invalid_project_names(name: str) -> None:
     with pytest.raises(InvalidProjectName, match="letters, digits"):
         PortRegistry(get_paths()).assign(name)

@@ -26,6 +26,7 @@ from memproxy_cli.api.openai_chat import chat_params, split_text
 from memproxy_cli.api.tally import Tally, as_int, blocks_text
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.memory.conversation import Conversation, chat_messages, content_texts
+from memproxy_cli.upstream.bounds import close_stream
 
 if TYPE_CHECKING:
     from memproxy_cli.config import InjectionStrategy
@@ -215,12 +216,15 @@ class AnthropicMessages(ApiFamily):
         sse = adapter.translate_completion_output_params_streaming(
             stream, model=call.response_model, tool_name_mapping=tool_names
         )
-        return Translated(events=_as_bytes(sse))
+        return Translated(events=_as_bytes(sse, stream))
 
 
-async def _as_bytes(sse: Any) -> AsyncIterator[bytes]:
-    async for chunk in sse:
-        yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
+async def _as_bytes(sse: Any, stream: Any) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in sse:
+            yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
+    finally:
+        await close_stream(stream)
 
 
 def message_events(message: Body, pieces: int = 4) -> list[bytes]:

@@ -27,6 +27,7 @@ from memproxy_cli.api.inject import add_text, last_user
 from memproxy_cli.api.tally import Tally, as_int, blocks_text
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.memory.conversation import Conversation, chat_messages, content_texts
+from memproxy_cli.upstream.bounds import close_stream
 
 if TYPE_CHECKING:
     from memproxy_cli.config import InjectionStrategy
@@ -243,13 +244,17 @@ class OpenAIChat(ApiFamily):
         stream = await litellm.acompletion(
             model=call.model, messages=messages, stream=True, **call.common, **params
         )
-        return Translated(events=_chunks(stream))
+        return Translated(events=sse_chunks(stream))
 
 
-async def _chunks(stream: Any) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+async def sse_chunks(stream: Any) -> AsyncIterator[bytes]:
+    """LiteLLM's chunk objects as OpenAI SSE events, ending with `[DONE]`."""
+    try:
+        async for chunk in stream:
+            yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    finally:
+        await close_stream(stream)
 
 
 def _delta(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

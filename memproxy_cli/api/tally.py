@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memproxy_cli.memory.conversation import content_texts
+from memproxy_cli.upstream.bounds import CappedText
 
 _TEXT = frozenset({"text"})
 
@@ -18,11 +19,11 @@ class Tally:
     completion_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
-    text_parts: list[str] = field(default_factory=list)
+    text_parts: CappedText = field(default_factory=CappedText)
 
     @property
     def text(self) -> str:
-        return "".join(self.text_parts)
+        return self.text_parts.text()
 
     def add_text(self, text: str) -> None:
         self.text_parts.append(text)

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from memproxy_cli.budget.breaker import CircuitBreaker
+from memproxy_cli.config_model import DEFAULT_POLICY
 
 if TYPE_CHECKING:
     import redis
@@ -46,8 +47,13 @@ class BudgetVerdict:
     @property
     def message(self) -> str:
         resets = "00:00 UTC" if self.period == "daily" else "the 1st of next month (UTC)"
+        who = (
+            "requests outside a budgeted project have reached the default"
+            if self.project == DEFAULT_POLICY
+            else f"project {self.project!r} has reached its"
+        )
         return (
-            f"project {self.project!r} has reached its {self.period} budget: "
+            f"{who} {self.period} budget: "
             f"${self.spent_usd:.2f} spent of ${self.limit_usd:.2f}; it resets at {resets}"
         )
 
@@ -147,10 +153,19 @@ class BudgetGuard:
         day = queries.project_costs(moment.strftime("%Y-%m-%d"))
         month = queries.project_costs(moment.strftime("%Y-%m-01"))
         with self._lock:
-            for project, cost in day.items():
-                self._local[f"{KEY_PREFIX}{project}:{moment:%Y-%m-%d}"] = cost
-            for project, cost in month.items():
-                self._local[f"{KEY_PREFIX}{project}:{moment:%Y-%m}"] = cost
+            for period, costs in ((f"{moment:%Y-%m-%d}", day), (f"{moment:%Y-%m}", month)):
+                for name, cost in self._by_budget(costs).items():
+                    self._local[f"{KEY_PREFIX}{name}:{period}"] = cost
+
+    def _by_budget(self, costs: dict[str, float]) -> dict[str, float]:
+        """Spend per budget name: a project's own, or the default one shared by the rest."""
+        totals: dict[str, float] = defaultdict(float)
+        for project, cost in costs.items():
+            if project in self._budgets or DEFAULT_POLICY not in self._budgets:
+                totals[project] += cost
+            else:
+                totals[DEFAULT_POLICY] += cost
+        return totals
 
     async def start(self) -> None:
         self.start_background()

@@ -40,6 +40,22 @@ _EMOJI_CODE = re.compile(r":[^\s:/]*:")
 _REWRITTEN = frozenset("\t\a\b\v\f\r")
 
 
+def printable(text: str) -> str:
+    """TEXT without anything a terminal would act on: every character that is not printable
+    (C0 and C1 controls such as ESC, so no OSC 52 clipboard write or cursor move; bidi
+    overrides) is dropped, other whitespace becomes a space, and newlines stay (a message or a
+    table cell may span lines; a newline moves no cursor outside its own text)."""
+    if text.isprintable():
+        return text
+    kept = []
+    for ch in text:
+        if ch.isprintable() or ch == "\n":
+            kept.append(ch)
+        elif ch.isspace():
+            kept.append(" ")
+    return "".join(kept)
+
+
 def verbatim(text: str) -> bool:
     """True when Rich would print TEXT exactly as given, so it may bypass Rich."""
     if _MARKUP.search(text) or _EMOJI_CODE.search(text):
@@ -79,6 +95,7 @@ class Output:
         self._print(message, stderr=True)
 
     def _print(self, text: str, stderr: bool) -> None:
+        text = printable(text)
         # Once a console exists (a table, a spinner), every line goes through it, in order.
         if ("err" if stderr else "out") in self.__dict__ or not verbatim(text):
             (self.err if stderr else self.out).print(text)
@@ -88,7 +105,7 @@ class Output:
         stream.flush()
 
     def fail(self, message: str, status: ExitStatus = ExitStatus.ERROR) -> NoReturn:
-        self.err.print(f"[bold red]error:[/] {message}")
+        self.err.print(f"[bold red]error:[/] {printable(message)}")
         raise typer.Exit(int(status))
 
 

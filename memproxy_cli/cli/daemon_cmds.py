@@ -62,12 +62,12 @@ def start_daemon(paths: Paths, config: Config, config_file: str | None) -> Daemo
     """Fork the daemon and wait, with a spinner, until it answers (exit 4 if it does not)."""
     from memproxy_cli.daemon import process
 
-    pid = process.spawn(paths, config, config_file)
-    with output.err.status("starting memproxy..."):
-        try:
+    try:
+        pid = process.spawn(paths, config, config_file)
+        with output.err.status("starting memproxy..."):
             return process.wait_ready(paths, pid)
-        except process.StartError as exc:
-            output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
+    except process.StartError as exc:
+        output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
 
 
 def _override_problem(exc: ValueError) -> str:
@@ -88,8 +88,11 @@ def down() -> None:
     from memproxy_cli.paths import get_paths
 
     paths = get_paths()
-    with output.err.status("draining and stopping memproxy..."):
-        stopped = process.stop(paths)
+    try:
+        with output.err.status("draining and stopping memproxy..."):
+            stopped = process.stop(paths)
+    except process.NotMemproxy as exc:
+        output.fail(str(exc), ExitStatus.DAEMON)
     output.say("memproxy stopped" if stopped else "memproxy is not running")
 
 

@@ -40,15 +40,11 @@ def doctor(
 
 
 def _table(results: list[CheckResult]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from memproxy_cli.cli.data_table import DataTable, cell
 
-    table = Table("check", "status")
+    table = DataTable("check", "status")
     table.add_column("found", overflow="fold")
     table.add_column("fix", overflow="fold")
     for r in results:
-        colour = COLOURS[r.status]
-        table.add_row(
-            escape(r.name), f"[{colour}]{r.status}[/]", escape(r.found), escape(r.fix or "")
-        )
+        table.add_row(r.name, cell(r.status, COLOURS[r.status]), r.found, r.fix or "")
     output.out.print(table)

@@ -50,9 +50,9 @@ def _fmt(value: Any, spec: str = "") -> str:
 
 
 def render_rows(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from memproxy_cli.cli.data_table import DataTable
 
-    table = Table(box=None, header_style="bold")
+    table = DataTable(box=None, header_style="bold")
     for name in ("time", "project", "model", "status", "http", "in", "out", "cost $", "ms", "id"):
         numeric = name in {"http", "in", "out", "cost $", "ms"}
         table.add_column(name, justify="right" if numeric else "left", no_wrap=name == "time")

@@ -8,6 +8,8 @@ import sys
 import typer
 
 from memproxy_cli import __version__
+from memproxy_cli.cli.context import ExitStatus, output
+from memproxy_cli.paths import UnsafeHome
 
 app = typer.Typer(
     name="memproxy",
@@ -75,7 +77,11 @@ def main() -> None:
         from memproxy_cli.cli.help_format import import_help_formatter
 
         import_help_formatter()
-    app(prog_name="memproxy")
+    try:
+        app(prog_name="memproxy")
+    except UnsafeHome as exc:  # raised where a command first creates its directories
+        output.say(f"[bold red]error:[/] {exc}")
+        raise SystemExit(int(ExitStatus.ERROR)) from None
 
 
 def asks_for_help(args: list[str]) -> bool:

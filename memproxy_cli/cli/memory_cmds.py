@@ -38,9 +38,9 @@ def _show(records: list[dict[str, Any]], as_json: bool, scored: bool = False) ->
     if as_json:
         output.json(records)
         return
-    from rich.table import Table
+    from memproxy_cli.cli.data_table import DataTable
 
-    table = Table("id", "created", *(["score"] if scored else []), "text", show_lines=False)
+    table = DataTable("id", "created", *(["score"] if scored else []), "text", show_lines=False)
     for r in records:
         text = r["text"].replace("\n", " | ")
         score = [f"{r['score']:.3f}"] if scored else []

@@ -52,10 +52,10 @@ def _as_dict(entry: Entry, state: PortState) -> dict[str, Any]:
 
 
 def _table(rows: list[tuple[Entry, PortState]]) -> None:
-    from rich.table import Table
+    from memproxy_cli.cli.data_table import DataTable, cell
 
     colours = {"listening": "green", "not listening": "yellow", "taken": "red"}
-    table = Table("project", "port", "state")
+    table = DataTable("project", "port", "state")
     for entry, state in rows:
-        table.add_row(entry.project, str(entry.port), f"[{colours[state.state]}]{state.label}[/]")
+        table.add_row(entry.project, str(entry.port), cell(state.label, colours[state.state]))
     output.out.print(table)

@@ -42,12 +42,15 @@ def attach_project(project: str, port: int | None) -> dict[str, Any]:
         output.fail(str(exc), ExitStatus.DAEMON)
     if code != 200:
         output.fail(str(data.get("error", data)))
+    from memproxy_cli.local_token import read_local_token
+
     base = f"http://127.0.0.1:{data['port']}"
     return {
         "project": data["project"],
         "port": data["port"],
         "openai_base_url": f"{base}/v1",
         "anthropic_base_url": base,
+        "local_token": read_local_token(get_paths()),
         "skipped": data.get("skipped", []),
     }
 
@@ -92,6 +95,15 @@ def attach(
         "Any OpenAI-compatible tool:\n"
         f"  export OPENAI_BASE_URL={result['openai_base_url']}"
     )
+    token = result["local_token"]
+    if token:
+        output.print(
+            f"\nLocal token (server.local_token is on): {token}\n"
+            "  Claude Code:  export ANTHROPIC_CUSTOM_HEADERS='x-memproxy-token: "
+            f"{token}'\n"
+            "  PyCharm and OpenAI-compatible tools: use it as the API key\n"
+            "  (memproxy run sets both for the command it runs)"
+        )
 
 
 def detach(
@@ -128,6 +140,9 @@ def run(
     """Run a command with ANTHROPIC_BASE_URL, OPENAI_BASE_URL and GOOGLE_GEMINI_BASE_URL set to
     PROJECT's listener.
 
+    With server.local_token on, the command also gets the token (MEMPROXY_TOKEN,
+    ANTHROPIC_CUSTOM_HEADERS, OPENAI_API_KEY).
+
     Example: memproxy run my-app -- claude
     """
     from memproxy_cli.daemon import process
@@ -142,6 +157,8 @@ def run(
     port = PortRegistry(paths).get(project)
     if port is None or process.read_info(paths) is None:
         port = attach_project(project, port)["port"]
+    from memproxy_cli.local_token import client_env, read_local_token
+
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -149,6 +166,9 @@ def run(
         "OPENAI_BASE_URL": f"{base}/v1",
         "GOOGLE_GEMINI_BASE_URL": base,
     }
+    token = read_local_token(paths)
+    if token:
+        env.update(client_env(token, env))
     try:
         os.execvpe(command[0], command, env)
     except FileNotFoundError:

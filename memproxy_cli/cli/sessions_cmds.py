@@ -56,9 +56,9 @@ def _cookies(row: dict[str, Any]) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
+    from memproxy_cli.cli.data_table import DataTable
 
-    table = Table()
+    table = DataTable()
     table.add_column("upstream", no_wrap=True)
     for heading in ("cookies", "requests", "status", "verdict", "backoff"):
         table.add_column(heading)

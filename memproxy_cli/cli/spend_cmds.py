@@ -13,11 +13,10 @@ GROUPS = ("project", "model", "day")
 
 
 def render_totals(by: str, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
+    from memproxy_cli.cli.data_table import DataTable
     from memproxy_cli.store.queries import COUNT_COLUMNS
 
-    table = Table(box=None, header_style="bold", show_footer=len(rows) > 1)
+    table = DataTable(box=None, header_style="bold", show_footer=len(rows) > 1)
     total = {k: sum(r[k] for r in rows) for k in (*COUNT_COLUMNS, "cost_usd")}
     table.add_column(by, footer="total")
     for name in COUNT_COLUMNS:

@@ -89,8 +89,14 @@ class Controller:
 
     async def restore_listeners(self) -> list[str]:
         """Reopen every registered project's listener; returns the problems met."""
+        from memproxy_cli.registry import RegistryError
+
+        try:
+            entries = await asyncio.to_thread(self.registry().entries)
+        except RegistryError as exc:
+            return [str(exc)]
         problems = []
-        for entry in await asyncio.to_thread(self.registry().entries):
+        for entry in entries:
             try:
                 await self.listeners.open(entry.project, entry.port)
             except OSError as exc:
@@ -106,20 +112,49 @@ async def _status(request: web.Request) -> web.Response:
     return _json(request.app[CONTROL].status())
 
 
+class BadRequest(Exception):
+    """A control request whose body is not what the endpoint takes."""
+
+
+async def _fields(request: web.Request) -> tuple[str, int | None]:
+    """`project` (a string) and `port` (an integer or absent) of a JSON object body."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    project, port = body.get("project"), body.get("port")
+    if not isinstance(project, str):
+        raise BadRequest("`project` must be a string")
+    if port is not None and (type(port) is not int or not 1 <= port <= 65535):
+        raise BadRequest("`port` must be an integer between 1 and 65535")
+    return project, port
+
+
 async def _attach(request: web.Request) -> web.Response:
     from memproxy_cli.registry import RegistryError
 
-    body = await request.json()
     try:
-        result = await request.app[CONTROL].attach(body["project"], body.get("port"))
+        project, port = await _fields(request)
+        result = await request.app[CONTROL].attach(project, port)
+    except BadRequest as exc:
+        return _json({"error": str(exc)}, 400)
     except RegistryError as exc:
         return _json({"error": str(exc)}, 409)
     return _json(result)
 
 
 async def _detach(request: web.Request) -> web.Response:
-    body = await request.json()
-    return _json(await request.app[CONTROL].detach(body["project"]))
+    from memproxy_cli.registry import RegistryError
+
+    try:
+        project, _ = await _fields(request)
+        return _json(await request.app[CONTROL].detach(project))
+    except BadRequest as exc:
+        return _json({"error": str(exc)}, 400)
+    except RegistryError as exc:
+        return _json({"error": str(exc)}, 409)
 
 
 async def _reload(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 
 from memproxy_cli.memory.redact import may_hold_secret, redact
+from memproxy_cli.paths import open_private
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 # Credentials that must never reach a log line, whatever logged them.
@@ -90,7 +92,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
         super().__init__(*args, **kwargs)
 
     def _open(self) -> Any:
-        stream = super()._open()
+        fd = open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND)
+        stream = os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
         stream.seek(0, 2)  # append mode: the position is the size
         self._size = stream.tell()
         return stream

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memproxy_cli.paths import Paths
+from memproxy_cli.paths import Paths, open_private
 
 if TYPE_CHECKING:
     from memproxy_cli.config import Config
@@ -91,13 +91,19 @@ def spawn(paths: Paths, config: Config, config_file: str | None) -> int:
     """
     paths.ensure()
     startup_log = paths.log_dir / "startup.log"
+    try:
+        out = open_private(startup_log, os.O_WRONLY | os.O_TRUNC)
+    except OSError as exc:
+        raise StartError(f"cannot open {startup_log}: {exc.strerror}") from None
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # the daemon
+    if pid != 0:
+        os.close(out)
+    else:  # the daemon
         code = 1
         try:
-            _detach(startup_log)
+            _detach(out)
             from memproxy_cli.daemon.server import run_foreground
 
             code = run_foreground(config, config_file)
@@ -110,15 +116,23 @@ def spawn(paths: Paths, config: Config, config_file: str | None) -> int:
     return pid
 
 
-def _detach(startup_log: Path) -> None:
+def _detach(out: int) -> None:
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
-    out = os.open(startup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(devnull)
     os.close(out)
+
+
+def _startup_tail(startup_log: Path) -> str:
+    try:
+        fd = os.open(startup_log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode("utf-8", "replace").strip()[-2000:]
 
 
 def wait_ready(paths: Paths, pid: int, timeout: float = 30.0) -> DaemonInfo:
@@ -128,7 +142,7 @@ def wait_ready(paths: Paths, pid: int, timeout: float = 30.0) -> DaemonInfo:
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            tail = startup_log.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
+            tail = _startup_tail(startup_log)
             code = os.waitstatus_to_exitcode(status)
             raise StartError(tail or f"the daemon exited with status {code}")
         info = read_info(paths)
@@ -140,11 +154,40 @@ def wait_ready(paths: Paths, pid: int, timeout: float = 30.0) -> DaemonInfo:
     )
 
 
+class NotMemproxy(Exception):
+    """The pidfile names a live process that is not this memproxy daemon."""
+
+
+def is_memproxy(paths: Paths, pid: int) -> bool:
+    """True when `pid` runs memproxy: its command line says so, or our control socket names it."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"memproxy" in f.read():
+                return True
+    except OSError:
+        pass
+    from memproxy_cli.daemon import client
+
+    try:
+        code, data = client.call(paths, "GET", "/status", timeout=2.0)
+    except client.DaemonUnavailable:
+        return False
+    return code == 200 and isinstance(data, dict) and data.get("pid") == pid
+
+
 def stop(paths: Paths, timeout: float = 60.0) -> bool:
-    """SIGTERM the daemon (it drains), wait for it to exit; SIGKILL after the timeout."""
+    """SIGTERM the daemon (it drains), wait for it to exit; SIGKILL after the timeout.
+
+    NotMemproxy when the pidfile names another program: a stale pidfile whose pid was reused.
+    """
     pid = read_pid(paths)
     if pid is None or not pid_alive(pid):
         return False
+    if not is_memproxy(paths, pid):
+        raise NotMemproxy(
+            f"the pidfile {paths.pidfile} names pid {pid}, which is not memproxy; "
+            "not signalling it (remove the stale pidfile)"
+        )
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -26,7 +26,7 @@ from memproxy_cli.gateway.app import build_app, seed_budgets
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
 from memproxy_cli.gateway.state import STATE
-from memproxy_cli.paths import Paths, get_paths
+from memproxy_cli.paths import Paths, get_paths, open_private
 
 log = logging.getLogger("memproxy.daemon")
 
@@ -36,8 +36,14 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
     if problem:  # never serve without the key the config asks for
         print(f"memproxy: {problem}", flush=True)
         return 2
+    os.umask(0o077)  # every file the daemon creates (stores, logs, jars) is its owner's alone
     paths = get_paths().ensure()
-    setup_logging(paths.daemon_log, config.logging.level, to_stderr=to_stderr)
+    paths.tighten()
+    try:
+        setup_logging(paths.daemon_log, config.logging.level, to_stderr=to_stderr)
+    except OSError as exc:  # e.g. the log file is a symlink (opened with O_NOFOLLOW)
+        print(f"memproxy: cannot open the log file {paths.daemon_log}: {exc.strerror}", flush=True)
+        return 1
     register_secrets(config_secrets(config.model_dump()))
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
@@ -54,6 +60,7 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
 
 async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     app = build_app(config, paths)
+    register_secrets([app[STATE].local_token])
     runner = GatewayAppRunner(
         app,
         header_timeout_s=config.server.header_timeout_s,
@@ -91,6 +98,7 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
         register_secrets(config_secrets(new.model_dump()))
         first_budgets = bool(new.budgets) and not state.config.budgets
         state.apply_config(new)
+        register_secrets([state.local_token])
         if first_budgets and state.budget is not None:
             await asyncio.to_thread(seed_budgets, state.budget, state)
         log.info("config reloaded", extra={"config": new.source})
@@ -169,7 +177,9 @@ def _write_state_files(paths: Paths, url: str, host: str, port: int, started_at:
 
 def _atomic_write(path: os.PathLike[str] | str, text: str) -> None:
     tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_EXCL), "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
 

@@ -19,6 +19,7 @@ def run_checks(
 ) -> list[CheckResult]:
     from memproxy_cli.config import Config
     from memproxy_cli.doctor import (
+        access_checks,
         config_checks,
         cookie_checks,
         daemon_checks,
@@ -38,6 +39,7 @@ def run_checks(
     usable = config or Config()
     main_port = _main_port(paths, usable)
     results = list(outcome.results)
+    results += access_checks.check_access(config, config_file)
     step("environment")
     results += env_checks.check_environment(_gateway_ports(paths, main_port))
     step("daemon")

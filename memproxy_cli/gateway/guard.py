@@ -1,8 +1,7 @@
-"""Middleware in front of every route: Host check, master key, request id on every answer."""
+"""Middleware in front of every route: Host and Origin checks, gateway credentials, JSON bodies."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -10,8 +9,14 @@ from aiohttp import web
 from memproxy_cli.api.registry import family_for_path
 from memproxy_cli.config import LOOPBACK_HOSTS
 from memproxy_cli.gateway.errors import error_response
+from memproxy_cli.gateway.local_access import (
+    content_type_refusal,
+    cross_site_refusal,
+    matching_headers,
+    presented_credentials,
+    without_headers,
+)
 from memproxy_cli.gateway.state import STATE
-from memproxy_cli.upstream.headers import caller_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN_PATHS = frozenset({"/health"})
@@ -27,21 +32,37 @@ def _host_name(host: str) -> str:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     server = state.config.server
-    if server.host in LOOPBACK_HOSTS:
+    family = family_for_path(request.path)
+    loopback = server.host in LOOPBACK_HOSTS
+    if loopback:
         # DNS rebinding: a web page must not reach the loopback gateway under a foreign name.
         host = _host_name(request.host or "")
         if host not in LOOPBACK_HOSTS:
-            return error_response(
-                family_for_path(request.path), 403, f"Host {host!r} is not allowed"
-            )
-    if server.master_key and request.path not in _OPEN_PATHS:
-        # An unresolved key (`os.environ/NAME` with NAME unset) lets nobody in.
-        expected = server.master_key_value
-        offered = caller_key(request.headers) or ""
-        if not expected or not hmac.compare_digest(offered.encode(), expected.encode()):
-            return error_response(
-                family_for_path(request.path),
-                401,
-                "missing or wrong gateway key (server.master_key)",
-            )
+            return error_response(family, 403, f"Host {host!r} is not allowed")
+        # A web page may send simple requests to loopback ports; it is no tool of the user's.
+        refusal = cross_site_refusal(request.headers)
+        if refusal is not None:
+            return error_response(family, 403, refusal, "cross_site_request")
+    token = state.local_token if loopback else None  # off loopback only the master key counts
+    # An unresolved master key (`os.environ/NAME` with NAME unset) still requires a credential.
+    if (server.master_key or token) and request.path not in _OPEN_PATHS:
+        accepted = (server.master_key_value, token)
+        matched = matching_headers(presented_credentials(request.headers), accepted)
+        if not matched:
+            return error_response(family, 401, _missing_credential(server.master_key, loopback))
+        request = without_headers(request, matched)
+    refusal = content_type_refusal(request.method, request.headers.get("content-type"))
+    if refusal is not None:
+        return error_response(family, 415, refusal, "unsupported_media_type")
     return await handler(request)
+
+
+def _missing_credential(master_key: str | None, loopback: bool) -> str:
+    if master_key and not loopback:
+        return "missing or wrong gateway key (server.master_key)"
+    if master_key:
+        return "missing or wrong gateway key (server.master_key or the local token)"
+    return (
+        "missing or wrong local token (server.local_token): send it as the API key or in "
+        "x-memproxy-token; `memproxy attach` prints it, `memproxy run` passes it on"
+    )

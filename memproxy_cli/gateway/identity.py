@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.client_ua import parse_client
+from memproxy_cli.names import USER_ID_RULE, is_project_name, is_user_id
 
 if TYPE_CHECKING:
     from memproxy_cli.config import UserIdMappings
@@ -19,7 +21,6 @@ PROJECT_HEADER = "x-memproxy-project"
 INSTANCE_HEADER = "x-pycharm-instance"
 SESSION_HEADER = "x-claude-code-session-id"
 
-_PROJECT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Header values end up in log rows: printable, bounded.
 _RECORDABLE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
@@ -71,8 +72,9 @@ def resolve_identity(
 ) -> Identity:
     """Identity of one request; `listener_project` is set when it arrived on a project port."""
     lowered = _lower(headers)
-    explicit_user = _recordable(lowered.get(USER_ID_HEADER))
+    explicit_user = _user_id(lowered.get(USER_ID_HEADER))
     if listener_project is not None:
+        _only_own_project(lowered.get(PROJECT_HEADER), listener_project)
         project: str | None = listener_project
         user_id = explicit_user or listener_project
     else:
@@ -87,6 +89,19 @@ def resolve_identity(
         client_version=version,
         client_instance=_recordable(lowered.get(INSTANCE_HEADER)),
         client_session=_recordable(lowered.get(SESSION_HEADER)),
+    )
+
+
+def _only_own_project(claimed: str | None, listener_project: str) -> None:
+    """A project port answers for its own project only: naming another is refused, not obeyed."""
+    if claimed is None or claimed.strip() == listener_project:
+        return
+    raise GatewayError(
+        403,
+        f"this listener serves project {listener_project!r} only; "
+        f"{PROJECT_HEADER} names another project",
+        "project_mismatch",
+        row_status="rejected",
     )
 
 
@@ -106,8 +121,20 @@ def _recordable(value: str | None) -> str | None:
     return value if _RECORDABLE.fullmatch(value) else None
 
 
+def _user_id(value: str | None) -> str | None:
+    """The explicit user id; one outside the allowlist is refused, never mapped to another user."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if not is_user_id(value):
+        raise GatewayError(
+            400, f"invalid {USER_ID_HEADER} header: use {USER_ID_RULE}", "invalid_user_id"
+        )
+    return value
+
+
 def _project(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    return value if _PROJECT_NAME.fullmatch(value) else None
+    return value if is_project_name(value) else None

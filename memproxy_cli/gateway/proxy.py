@@ -46,10 +46,10 @@ async def handle(request: web.Request, family: ApiFamily) -> web.StreamResponse:
         if not ex.stream_complete:  # a client may hang up once it has the last event
             ex.row.status, ex.row.error = "client_disconnect", "client went away"
         raise
-    except Exception as exc:  # one bad request must not take the gateway down
+    except Exception:  # one bad request must not take the gateway down
         log.exception("unhandled error in request %s", ex.row.request_id)
         ex.row.status, ex.row.http_status = "error", 500
-        ex.row.error = f"internal error: {type(exc).__name__}"
+        ex.row.error = "internal gateway error (details in the daemon log)"
         return error_response(family, 500, "internal gateway error", None, ex.response_headers)
     finally:
         state.inflight -= 1
@@ -87,7 +87,7 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     if ex.memory_error:
         ex.response_headers["x-memproxy-memory-error"] = ex.memory_error
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
-    return await relay(ex, await _call(ex, state, route))
+    return await relay(ex, await _call(ex, state, route), state.config.server)
 
 
 async def _call(ex: Exchange, state: GatewayState, route: Route) -> UpstreamResponse:
@@ -111,7 +111,7 @@ def _upstream_call(ex: Exchange, route: Route) -> UpstreamCall:
         stream=ex.stream,
         incoming=request.headers,
         path_qs=request.path_qs,
-        query=request.query_string,
+        query=request.rel_url.raw_query_string,  # as sent: decoded, it may hold "#" or "&"
         traceparent=ex.traceparent,
         model=ex.row.model or "",
         timing=ex.timing,
@@ -127,7 +127,7 @@ async def _serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> we
     assert ex.identity is not None
     caller = (ex.identity.project, ex.identity.user_id)
     up = await passthrough.forward_edge(_upstream_call(ex, route), state, caller, gateway_url)
-    return await relay(ex, up)
+    return await relay(ex, up, state.config.server)
 
 
 def _identify(ex: Exchange, state: GatewayState) -> None:
@@ -161,7 +161,7 @@ def _local_port(request: web.Request) -> int | None:
 
 def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
     project = ex.row.project
-    policy = state.config.projects.get(project) if project else None
+    policy = state.config.policy_for(project)  # projects["*"] covers requests without one
     if (
         policy is not None
         and policy.allowed_models is not None
@@ -169,13 +169,15 @@ def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
     ):
         raise GatewayError(
             403,
-            f"model {model!r} is not allowed for project {project!r} "
-            f"(allowed: {', '.join(policy.allowed_models) or 'none'})",
+            f"model {model!r} is not allowed for "
+            + (f"project {project!r}" if project else "requests without a project")
+            + f" (allowed: {', '.join(policy.allowed_models) or 'none'})",
             "model_not_allowed",
             row_status="rejected",
         )
-    if state.budget is not None and project:
-        verdict = state.budget.check(project)
+    budget_name = state.config.budget_name(project)
+    if state.budget is not None and budget_name:
+        verdict = state.budget.check(budget_name)
         if verdict is not None:
             raise GatewayError(429, verdict.message, "budget_exceeded", row_status="rejected")
 
@@ -220,8 +222,10 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
     route = ex.route
     if state.pricing is not None and route is not None and route.kind != "echo":
         row.cost_usd = state.pricing(row, route.litellm_model)
-    if state.budget is not None and row.project and row.cost_usd:
-        state.budget.add(row.project, row.cost_usd, row.ended_at)
+    if state.budget is not None and row.cost_usd:
+        # The project's own counter, and the shared default budget's when that is the one in force.
+        for name in {row.project, state.config.budget_name(row.project)} - {None}:
+            state.budget.add(name, row.cost_usd, row.ended_at)
     if state.recorder is not None:
         state.recorder.submit(row)
     # Formatting and writing the log line costs ~0.1 ms: do it after the response has gone out.

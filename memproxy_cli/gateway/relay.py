@@ -13,17 +13,19 @@ import time
 import orjson
 from aiohttp import web
 
+from memproxy_cli.config_model import ServerConfig
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.exchange import Exchange
 from memproxy_cli.gateway.sse import SSEBuffer
+from memproxy_cli.upstream.bounds import close_stream, stream_too_large
 from memproxy_cli.upstream.transport import UpstreamResponse
 
 
-async def relay(ex: Exchange, up: UpstreamResponse) -> web.StreamResponse:
+async def relay(ex: Exchange, up: UpstreamResponse, server: ServerConfig) -> web.StreamResponse:
     try:
         if up.events is None:
             return _whole(ex, up)
-        return await _stream(ex, up)
+        return await _stream(ex, up, server)
     finally:
         if up.close is not None:
             up.close()
@@ -54,12 +56,13 @@ def _whole(ex: Exchange, up: UpstreamResponse) -> web.Response:
     return web.Response(status=up.status, body=body, headers=headers)
 
 
-async def _stream(ex: Exchange, up: UpstreamResponse) -> web.StreamResponse:
+async def _stream(ex: Exchange, up: UpstreamResponse, server: ServerConfig) -> web.StreamResponse:
     assert up.events is not None
     out = web.StreamResponse(status=up.status, headers={**up.headers, **ex.response_headers})
     out.content_type = "text/event-stream"
     ex.row.http_status = up.status
-    buffer = SSEBuffer()
+    buffer = SSEBuffer(server.max_upstream_event_bytes)
+    received, max_stream = 0, server.max_stream_bytes
     events = aiter(up.events)
     try:
         await out.prepare(ex.request)
@@ -71,6 +74,9 @@ async def _stream(ex: Exchange, up: UpstreamResponse) -> web.StreamResponse:
                 break
             finally:
                 ex.timing.upstream_s += time.perf_counter() - started
+            received += len(chunk)
+            if received > max_stream:
+                raise stream_too_large(max_stream)
             payload = _observe(ex, buffer.feed(chunk))
             if payload:
                 if ex.ttft_s is None:
@@ -86,6 +92,8 @@ async def _stream(ex: Exchange, up: UpstreamResponse) -> web.StreamResponse:
     except ConnectionResetError:
         if not ex.stream_complete:
             ex.row.status, ex.row.error = "client_disconnect", "client went away mid-stream"
+    finally:
+        await close_stream(events)
     return out
 
 

@@ -13,19 +13,18 @@ from aiohttp import web
 from memproxy_cli import __version__
 from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily, Endpoint
-from memproxy_cli.api.gemini import GEMINI, gemini_model
 from memproxy_cli.api.registry import FAMILIES, family_for_path
 from memproxy_cli.api.tally import estimate_tokens
 from memproxy_cli.errors import GatewayError, RowStatus
-from memproxy_cli.gateway import proxy
+from memproxy_cli.gateway import gemini_calls, model_list, proxy
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.state import STATE
-from memproxy_cli.gateway.validate import FORBIDDEN_FIELDS, check_request, parse_json, read_body
+from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.store.rows import RequestRow
-from memproxy_cli.upstream.headers import scrub, upstream_headers, upstream_key
-from memproxy_cli.upstream.routing import Route, versioned_gemini_base
+from memproxy_cli.upstream.headers import scrub_off_loop, upstream_headers, upstream_key
+from memproxy_cli.upstream.routing import Route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DOCS_HINT = "see docs/clients.md for the endpoints memproxy serves"
@@ -36,30 +35,6 @@ def _generate(family: ApiFamily) -> Handler:
         return await proxy.handle(request, family)
 
     return handler
-
-
-async def models(request: web.Request) -> web.Response:
-    if "x-goog-api-key" in request.headers:  # google-genai lists models at /v1/models
-        return await gemini_models(request)
-    state = request.app[STATE]
-    created = int(state.started_at)
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "memproxy"}
-        for name in state.router.model_names()
-    ]
-    if request.headers.get("anthropic-version") or "x-api-key" in request.headers:
-        anthropic = [
-            {
-                "type": "model",
-                "id": m["id"],
-                "display_name": m["id"],
-                "created_at": "1970-01-01T00:00:00Z",
-            }
-            for m in data
-        ]
-        body = {"data": anthropic, "has_more": False, "first_id": None, "last_id": None}
-        return web.json_response(body, dumps=_dumps)
-    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -87,13 +62,16 @@ async def _count_upstream(request: web.Request, route: Route, body: dict[str, An
     key = upstream_key(route, request.headers, bool(state.config.server.master_key))
     headers = upstream_headers(route, request.headers, key, traceparent_for(None)[0])
     url = route.endpoint_url("/messages/count_tokens")
+    if request.query_string:
+        url += "?" + request.query_string
     payload = orjson.dumps({**body, "model": route.upstream_model or body["model"]})
     timeout = aiohttp.ClientTimeout(total=state.config.server.connect_timeout_s * 6)
     try:
         async with state.sessions.session_for(url).post(
             url, data=payload, headers=headers, timeout=timeout
         ) as resp:
-            data = scrub(await resp.read(), (key,))
+            secrets = (key, *state.sessions.cookie_values(url))
+            data = await scrub_off_loop(await resp.read(), secrets)
             return web.Response(status=resp.status, body=data, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return error_response(ANTHROPIC_MESSAGES, 502, f"upstream failed: {type(exc).__name__}")
@@ -149,86 +127,13 @@ def _listener_project(request: web.Request) -> str | None:
     return None
 
 
-async def gemini_count_tokens(request: web.Request) -> web.Response:
-    """Gemini upstreams count exactly; other models get an estimate."""
-    state = request.app[STATE]
-    try:
-        body = parse_json(await read_body(request, state.config.server.max_body_bytes))
-        bad = FORBIDDEN_FIELDS.intersection(body)
-        if bad:
-            raise GatewayError(400, f"field(s) {', '.join(sorted(bad))} may not be set")
-        model = GEMINI.model_of(request.match_info, body)
-        route = state.router.resolve(model, GEMINI.wire)
-        if route is None:
-            raise GatewayError(404, f"model {model!r} is not configured", "model_not_found")
-        if route.kind == "passthrough":
-            path = f"/models/{route.upstream_model or model}:countTokens"
-            return await _gemini_upstream(request, route, path, orjson.dumps(body))
-    except GatewayError as err:
-        return error_response(GEMINI, err.status, err.message, err.code, err.headers)
-    return web.json_response({"totalTokens": estimate_tokens(orjson.dumps(body).decode())})
-
-
-async def gemini_models(request: web.Request) -> web.Response:
-    """memproxy's own models, after Google's when the caller's key lists them."""
-    state = request.app[STATE]
-    ours = [gemini_model(name) for name in state.router.model_names()]
-    base = versioned_gemini_base(state.config.upstreams.gemini)
-    route = Route(kind="passthrough", model="", provider="gemini", base_url=base)
-    if "pageToken" not in request.query:
-        upstream = await _gemini_upstream(request, route, "/models", None)
-        if upstream.status == 200 and isinstance(upstream.body, bytes):
-            listed = orjson.loads(upstream.body)
-            if isinstance(listed, dict) and isinstance(listed.get("models"), list):
-                listed["models"] = [*listed["models"], *ours]
-                return web.json_response(listed, dumps=_dumps)
-    return web.json_response({"models": ours}, dumps=_dumps)
-
-
-async def gemini_get_model(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    model = request.match_info["model"]
-    if model in state.router.model_names():
-        return web.json_response(gemini_model(model), dumps=_dumps)
-    route = state.router.resolve(model, GEMINI.wire)
-    if route is None or route.kind != "passthrough":
-        message = f"models/{model} is not found; configure it in model_list"
-        return error_response(GEMINI, 404, message, "model_not_found")
-    return await _gemini_upstream(request, route, f"/models/{route.upstream_model or model}", None)
-
-
-async def _gemini_upstream(
-    request: web.Request, route: Route, path: str, payload: bytes | None
-) -> web.Response:
-    """One call to a Gemini upstream with the caller's (or the configured) key."""
-    state = request.app[STATE]
-    if state.sessions is None:
-        return error_response(GEMINI, 503, "upstream calls are not available in this process")
-    query = request.query_string
-    key = upstream_key(route, request.headers, bool(state.config.server.master_key), query)
-    headers = upstream_headers(route, request.headers, key, traceparent_for(None)[0])
-    url = route.endpoint_url(path)
-    if GEMINI.upstream_query(query):
-        url += "?" + GEMINI.upstream_query(query)
-    timeout = aiohttp.ClientTimeout(total=state.config.server.connect_timeout_s * 6)
-    method = "GET" if payload is None else "POST"
-    try:
-        async with state.sessions.session_for(url).request(
-            method, url, data=payload, headers=headers, timeout=timeout
-        ) as resp:
-            data = scrub(await resp.read(), (key,))
-            return web.Response(status=resp.status, body=data, content_type="application/json")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return error_response(GEMINI, 502, f"upstream failed: {type(exc).__name__}")
-
-
 def _add(app: web.Application, family: ApiFamily, endpoint: Endpoint) -> None:
     handlers: dict[str, Handler] = {
         "generate": _generate(family),
         "count_tokens": count_tokens,
-        "gemini_count_tokens": gemini_count_tokens,
-        "gemini_models": gemini_models,
-        "gemini_model": gemini_get_model,
+        "gemini_count_tokens": gemini_calls.count_tokens,
+        "gemini_models": gemini_calls.models,
+        "gemini_model": gemini_calls.model,
     }
     app.router.add_route(endpoint.method, endpoint.path, handlers[endpoint.action])
 
@@ -237,7 +142,8 @@ def add_routes(app: web.Application) -> None:
     for family in FAMILIES:
         for endpoint in family.endpoints:
             _add(app, family, endpoint)
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/models", models)
+    for prefix in ("/v1", ""):
+        app.router.add_get(prefix + "/models", model_list.models)
+        app.router.add_get(prefix + "/models/{model:.+}", model_list.model)
     app.router.add_get("/health", health)
     app.router.add_route("*", "/{tail:.*}", not_found)

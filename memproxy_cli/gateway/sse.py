@@ -2,44 +2,67 @@
 
 from __future__ import annotations
 
-_SEPARATORS = (b"\n\n", b"\r\n\r\n")
+from memproxy_cli.upstream.bounds import DEFAULT_MAX_EVENT_BYTES, event_too_large
+
+_RESCAN = 3  # a separator (at most 4 bytes) may start this far before a chunk's end
 
 
 class SSEBuffer:
-    """Feed raw chunks; get back complete events as (raw bytes incl. separator, data payload)."""
+    """Feed raw chunks; get back complete events as (raw bytes incl. separator, data payload).
 
-    __slots__ = ("_buf",)
+    Each byte is scanned for a separator about once, and an event still pending may hold at
+    most `max_event_bytes` (past that, feed raises UpstreamTooLarge).
+    """
 
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = ("_buf", "_limit", "_scanned")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._buf = bytearray()
+        self._scanned = 0
+        self._limit = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
-        buf = self._buf + chunk if self._buf else chunk
+        pending = self._buf
+        buf: bytes | bytearray
+        if pending:
+            pending += chunk
+            buf, pos = pending, self._scanned
+        else:
+            buf, pos = chunk, 0
         events: list[tuple[bytes, bytes | None]] = []
         start = 0
-        while True:
-            end, sep_len = _find_separator(buf, start)
-            if end < 0:
-                break
-            stop = end + sep_len
-            events.append((buf[start:stop], data_of(buf[start:end])))
+        # The next "\n\n" and "\r\n\r\n" are each searched for again only once passed.
+        lf, crlf = buf.find(b"\n\n", pos), buf.find(b"\r\n\r\n", pos)
+        while lf >= 0 or crlf >= 0:
+            if crlf < 0 or 0 <= lf < crlf:
+                end, stop = lf, lf + 2
+            else:
+                end, stop = crlf, crlf + 4
+            raw = bytes(buf[start:stop])
+            events.append((raw, data_of(raw[: end - start])))
             start = stop
-        self._buf = buf[start:]
+            if 0 <= lf < stop:
+                lf = buf.find(b"\n\n", stop)
+            if 0 <= crlf < stop:
+                crlf = buf.find(b"\r\n\r\n", stop)
+        left = len(buf) - start
+        if left:
+            if left > self._limit:
+                raise event_too_large(self._limit)
+            if buf is pending:
+                del pending[:start]
+            else:
+                pending[:] = buf[start:]
+            self._scanned = max(left - _RESCAN, 0)
+        elif pending:
+            pending.clear()
         return events
 
     def rest(self) -> bytes:
         """Bytes of an unterminated last event (relayed as they are at end of stream)."""
-        rest, self._buf = self._buf, b""
+        rest = bytes(self._buf)
+        self._buf.clear()
         return rest
-
-
-def _find_separator(buf: bytes, start: int) -> tuple[int, int]:
-    best, best_len = -1, 0
-    for sep in _SEPARATORS:
-        i = buf.find(sep, start)
-        if i >= 0 and (best < 0 or i < best):
-            best, best_len = i, len(sep)
-    return best, best_len
 
 
 def data_of(event: bytes) -> bytes | None:

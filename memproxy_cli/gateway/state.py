@@ -11,6 +11,7 @@ from aiohttp import web
 
 from memproxy_cli.config import Config
 from memproxy_cli.gateway.identity import CompiledMappings
+from memproxy_cli.local_token import sync_local_token
 from memproxy_cli.paths import Paths
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
@@ -46,6 +47,7 @@ class GatewayState:
     litellm: LiteLLMAdapter | None = None
     port_projects: dict[int, str] = field(default_factory=dict)  # project listener ports
     main_port: int | None = None  # set by the daemon once it listens
+    local_token: str | None = None  # required on loopback listeners when server.local_token
     inflight: int = 0
     requests_total: int = 0
 
@@ -58,6 +60,7 @@ class GatewayState:
             limiter=OriginLimiter(config.server.max_concurrent_per_upstream),
             retry_budget=RetryBudget(config.server.retry_budget_ratio),
             mappings=CompiledMappings.from_config(config.user_id_mappings),
+            local_token=sync_local_token(config.server.local_token, paths),
         )
 
     def apply_config(self, config: Config) -> None:
@@ -65,6 +68,7 @@ class GatewayState:
         self.config = config
         self.router = Router(config)
         self.mappings = CompiledMappings.from_config(config.user_id_mappings)
+        self.local_token = sync_local_token(config.server.local_token, self.paths)
         self.limiter.cap = config.server.max_concurrent_per_upstream
         if self.memory is not None:
             self.memory.reconfigure(config)

@@ -52,7 +52,26 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise GatewayError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "request body must be a JSON object")
+    _check_depth(raw, body)
     return body
+
+
+# orjson reads 1,024 levels but writes 254: a body between the two would parse, then fail
+# wherever the gateway serializes it again (memories injected, echo, LiteLLM).
+MAX_JSON_DEPTH = 254
+
+
+def _check_depth(raw: bytes, body: dict[str, Any]) -> None:
+    """A 400 for a body nested deeper than the gateway can write back; the serializer is the
+    (C-speed) depth probe, and only bodies with that many brackets at all are probed."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    try:
+        orjson.dumps(body)
+    except TypeError:
+        raise GatewayError(
+            400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels", "nested_too_deep"
+        ) from None
 
 
 def check_request(family: ApiFamily, body: dict[str, Any]) -> None:

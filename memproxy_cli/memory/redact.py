@@ -107,6 +107,19 @@ def redact(text: str) -> str:
     return _ASSIGNMENT.sub(r"\1[REDACTED:secret]", text)
 
 
+# Longer than any secret the patterns match (a PEM private key block is a few KB): redacting
+# this much past the part that is kept still sees whole every secret that starts in that part.
+CLIP_MARGIN = 16_384
+
+
+def redact_prefix(text: str, keep: int) -> str:
+    """`redact` of what is kept of `text`, its first `keep` characters (leading space aside).
+
+    The result may run past `keep`; the caller clips it. A 20 MB message costs what 20 KB does.
+    """
+    return redact(text.lstrip()[: keep + CLIP_MARGIN])
+
+
 def redact_obj(obj: Any) -> Any:
     """A copy of a JSON-like value with secrets redacted in strings and secret-named keys."""
     if isinstance(obj, str):

@@ -12,8 +12,9 @@ from memproxy_cli.config import Config, MemoryConfig, resolve_secret
 from memproxy_cli.memory.backend import Memory, MemoryBackend, Turn
 from memproxy_cli.memory.background import is_background_call
 from memproxy_cli.memory.conversation import Conversation, Dialect, new_user_text
-from memproxy_cli.memory.redact import redact
+from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
+from memproxy_cli.memory.turn_text import MAX_PART_CHARS
 from memproxy_cli.paths import Paths
 
 if TYPE_CHECKING:
@@ -42,9 +43,14 @@ class Recall:
 
 def _short_reason(exc: BaseException) -> str:
     """A one-line, secret-free, header-safe reason for a backend failure."""
-    detail = _HEADER_UNSAFE.sub(" ", redact(str(exc)))[:120].strip()
+    detail = _HEADER_UNSAFE.sub(" ", redact_prefix(str(exc), 120))[:120].strip()
     name = type(exc).__name__
     return f"backend error: {name}: {detail}" if detail else f"backend error: {name}"
+
+
+def _stored_parts(user: str, assistant: str) -> tuple[str, str]:
+    """The redacted parts of a turn, as much of each as a stored turn keeps (turn_text.py)."""
+    return redact_prefix(user, MAX_PART_CHARS), redact_prefix(assistant, MAX_PART_CHARS)
 
 
 class MemoryService:
@@ -207,7 +213,9 @@ class MemoryService:
         task.add_done_callback(self._pending.discard)
 
     async def _store(self, backend: MemoryBackend, scope: str, turn: Turn) -> None:
-        turn.user, turn.assistant = redact(turn.user), redact(turn.assistant)
+        # Only what is stored is redacted, in a thread: a large message must not stall the loop.
+        parts = await asyncio.to_thread(_stored_parts, turn.user, turn.assistant)
+        turn.user, turn.assistant = parts
         try:
             await backend.add(scope, turn)
         except Exception as exc:

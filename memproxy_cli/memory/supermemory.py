@@ -7,6 +7,7 @@ its whole life, so cookies an edge in front of the API sets (Cloudflare) are sen
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.redact import redact
 from memproxy_cli.memory.turn_text import format_turn
+from memproxy_cli.names import is_namespace
 
 if TYPE_CHECKING:
     import httpx
@@ -33,6 +35,17 @@ def _timestamp(value: Any) -> float:
         except ValueError:
             return 0.0
     return 0.0
+
+
+def _stored_text(turn: Turn) -> str:
+    return redact(format_turn(turn.user, turn.assistant))
+
+
+def namespace(scope: str) -> str:
+    """The scope as a URL path segment; the SDK inserts it unencoded, so only safe names pass."""
+    if not is_namespace(scope):
+        raise ValueError(f"memory scope {scope[:80]!r} is not a valid Supermemory namespace")
+    return scope
 
 
 class SupermemoryBackend:
@@ -72,7 +85,7 @@ class SupermemoryBackend:
     async def search(self, scope: str, query: str, k: int) -> list[Memory]:
         if not query.strip() or k <= 0:
             return []
-        response = await self._client().search(scope, query=query, limit=k)
+        response = await self._client().search(namespace(scope), query=query, limit=k)
         return [self._from_result(scope, r) for r in response.results[:k]]
 
     @staticmethod
@@ -94,9 +107,11 @@ class SupermemoryBackend:
             metadata["model"] = turn.model
         if turn.request_id:
             metadata["request_id"] = turn.request_id
+        scope = namespace(scope)
+        content = await asyncio.to_thread(_stored_text, turn)
         ref = await self._client().add(
             scope,
-            content=redact(format_turn(turn.user, turn.assistant)),
+            content=content,
             id=secrets.token_hex(8),
             metadata=metadata,
         )
@@ -104,7 +119,7 @@ class SupermemoryBackend:
 
     async def _page(self, scope: str, page: int, limit: int) -> tuple[list[Memory], int]:
         response = await self._client().list(
-            scope,
+            namespace(scope),
             "documents",
             page=page,
             limit=limit,
@@ -130,7 +145,7 @@ class SupermemoryBackend:
         return found
 
     async def forget(self, scope: str, memory_id: str) -> bool:
-        result = await self._client().documents.delete(scope, ids=[memory_id])
+        result = await self._client().documents.delete(namespace(scope), ids=[memory_id])
         return int(result.count) > 0
 
     async def export(self, scope: str) -> Sequence[Memory]:

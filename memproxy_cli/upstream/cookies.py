@@ -6,6 +6,7 @@ Stdlib only, so the CLI can read names and expiry without importing aiohttp.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -50,22 +51,32 @@ class CookieRecord:
 
     @classmethod
     def from_json(cls, raw: Any) -> CookieRecord | None:
+        """The record of a jar file entry; None unless every field has its type."""
         if not isinstance(raw, dict):
             return None
-        try:
-            expires = raw.get("expires")
-            return cls(
-                name=str(raw["name"]),
-                value=str(raw["value"]),
-                domain=str(raw["domain"]),
-                path=str(raw.get("path") or "/"),
-                expires=None if expires is None else float(expires),
-                secure=bool(raw.get("secure", False)),
-                httponly=bool(raw.get("httponly", False)),
-                host_only=bool(raw.get("host_only", True)),
-            )
-        except (KeyError, TypeError, ValueError):
+        name, value, domain = raw.get("name"), raw.get("value"), raw.get("domain")
+        path = raw.get("path") or "/"
+        secure, httponly = raw.get("secure", False), raw.get("httponly", False)
+        host_only = raw.get("host_only", True)
+        expires = raw.get("expires")
+        if not (
+            isinstance(name, str)
+            and isinstance(value, str)
+            and isinstance(domain, str)
+            and isinstance(path, str)
+            and isinstance(secure, bool)
+            and isinstance(httponly, bool)
+            and isinstance(host_only, bool)
+            and (expires is None or _is_time(expires))
+        ):
             return None
+        if expires is not None:  # 1e300 and the like: as late as an HTTP date can say
+            expires = min(max(float(expires), 0.0), _LATEST_HTTP_DATE)
+        return cls(name, value, domain, path, expires, secure, httponly, host_only)
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def origin_slug(origin: str) -> str:
@@ -75,6 +86,13 @@ def origin_slug(origin: str) -> str:
 
 def cookie_file_for(cookie_dir: Path, origin: str) -> Path:
     return cookie_dir / f"{origin_slug(origin)}.json"
+
+
+def read_private_text(path: Path) -> str:
+    """A file of ours, never read through a symlink (OSError if it is one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return f.read()
 
 
 def write_private_json(path: Path, data: Any) -> None:
@@ -120,8 +138,8 @@ class CookieFile:
 def read_cookie_file(path: Path, origin: str | None = None) -> CookieFile | None:
     """The unexpired cookies in a jar file; None when it is missing or unreadable."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = json.loads(read_private_text(path))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
         return None

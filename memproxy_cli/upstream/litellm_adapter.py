@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -19,13 +18,12 @@ from typing import Any
 
 from memproxy_cli.api.family import Translation
 from memproxy_cli.errors import GatewayError
-from memproxy_cli.upstream.headers import caller_key, scrub, upstream_key
+from memproxy_cli.upstream.bounds import close_stream
+from memproxy_cli.upstream.headers import caller_key, litellm_key
+from memproxy_cli.upstream.translated_errors import translated_error
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
 
 log = logging.getLogger("memproxy.litellm")
-# LiteLLM prefixes its messages with exception class names ("litellm.RateLimitError:
-# RateLimitError: OpenAIException - ..."): a client gets the provider's words only.
-_EXCEPTION_NAMES = re.compile(r"(?:(?:litellm\.)?\w*(?:Error|Exception)(?::|\s+-)\s*)+")
 
 
 class LiteLLMAdapter:
@@ -77,7 +75,7 @@ class LiteLLMAdapter:
         """Translate `call` for its provider; failures become GatewayErrors without secrets."""
         route = call.route
         litellm = await self.module()
-        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key), call.query)
+        key = litellm_key(route, call.incoming, bool(deps.config.server.master_key), call.query)
         common: dict[str, Any] = {
             "api_key": key,
             "api_base": route.base_url or None,
@@ -99,7 +97,7 @@ class LiteLLMAdapter:
         except GatewayError:
             raise
         except Exception as exc:
-            raise as_gateway_error(exc, secrets) from None
+            raise translated_error(exc, secrets) from None
         finally:
             call.timing.upstream_s += time.perf_counter() - started
         if result.events is not None:
@@ -117,14 +115,6 @@ async def _guarded(
     except GatewayError:
         raise
     except Exception as exc:
-        raise as_gateway_error(exc, secrets) from None
-
-
-def as_gateway_error(exc: Exception, secrets: tuple[str | None, ...]) -> GatewayError:
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int) or not 400 <= status <= 599:
-        status = 502
-    message = _EXCEPTION_NAMES.sub("", str(exc))
-    message = scrub(message.encode(), secrets).decode("utf-8", "replace")[:500]
-    row_status = "upstream_timeout" if status in (408, 504) else "error"
-    return GatewayError(status, f"upstream error via LiteLLM: {message}", row_status=row_status)
+        raise translated_error(exc, secrets) from None
+    finally:
+        await close_stream(events)

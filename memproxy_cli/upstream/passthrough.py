@@ -12,11 +12,12 @@ from multidict import CIMultiDict
 
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.upstream import cloudflare
+from memproxy_cli.upstream.bounds import read_body
 from memproxy_cli.upstream.cloudflare import Verdict, parse_retry_after
 from memproxy_cli.upstream.headers import (
     edge_headers,
     relay_headers,
-    scrub,
+    scrub_off_loop,
     upstream_headers,
     upstream_key,
 )
@@ -43,7 +44,7 @@ async def forward_edge(
         resp = await _send(call, deps, url, headers)
         if resp.status == 200 and resp.content_type == "text/event-stream":
             return _streamed(resp)
-        return await _whole(call, deps.sessions, url, resp, ())
+        return await _whole(call, deps, url, resp, ())
     finally:
         deps.limiter.release(origin)
 
@@ -73,7 +74,7 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
         if call.stream and resp.status == 200 and resp.content_type == "text/event-stream":
             deps.sessions.record(url, resp.status, resp.headers, Verdict.OK)
             return _streamed(resp)
-        return await _whole(call, deps.sessions, url, resp, secrets)
+        return await _whole(call, deps, url, resp, secrets)
     finally:
         deps.limiter.release(origin)
 
@@ -164,15 +165,17 @@ def _reason(exc: BaseException) -> str:
 
 async def _whole(
     call: UpstreamCall,
-    sessions: SessionManager,
+    deps: UpstreamDeps,
     url: str,
     resp: aiohttp.ClientResponse,
     secrets: tuple[str | None, ...],
 ) -> UpstreamResponse:
+    sessions = deps.sessions
+    assert sessions is not None
     started = time.perf_counter()
     try:
         async with resp:
-            data = await resp.read()
+            data = await read_body(resp, deps.config.server.max_upstream_body_bytes)
     except TimeoutError:
         raise GatewayError(
             504,
@@ -201,10 +204,11 @@ async def _whole(
     headers = relay_headers(resp.headers)
     if 200 <= resp.status < 300:
         return UpstreamResponse(resp.status, headers, body=data)
+    secrets = (*secrets, *sessions.cookie_values(url))
     return UpstreamResponse(
         resp.status,
         headers,
-        body=scrub(data, secrets),
+        body=await scrub_off_loop(data, secrets),
         error=f"upstream answered {resp.status}",
     )
 

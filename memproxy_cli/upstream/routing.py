@@ -36,6 +36,8 @@ class Route:
     base_url: str = ""  # provider base, e.g. https://api.openai.com/v1
     api_key: str | None = None  # from config/env; None means the caller's credentials
     configured: bool = False
+    key_configured: bool = False  # model_list names an api_key: it alone is sent, even if unset
+    custom_base: bool = False  # model_list names an api_base: no daemon env key goes there
     litellm_model: str = ""  # provider-prefixed name for the LiteLLM SDK
     litellm_extra: dict[str, Any] = field(default_factory=dict)
 
@@ -144,6 +146,8 @@ class Router:
             base_url=base or "",
             api_key=resolve_secret(params.api_key),
             configured=True,
+            key_configured=params.api_key is not None,
+            custom_base=params.api_base is not None,
             litellm_model=f"{provider}/{bare}",
             litellm_extra=extra,
         )

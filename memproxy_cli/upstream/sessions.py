@@ -221,6 +221,16 @@ class SessionManager:
             )
         return state.session
 
+    def cookie_values(self, url: str) -> tuple[str, ...]:
+        """Values of the cookies this origin's clients hold: secrets to scrub from its errors."""
+        state = self._origins.get(origin_of(url))
+        if state is None:
+            return ()
+        values = {r.value for records in state.records().values() for r in records}
+        if state.jar is not None:  # the decoded form too, for a quoted wire value
+            values.update(m.value for c in state.jar.cookies.values() for m in c.values())
+        return tuple(sorted(v for v in values if v))
+
     def httpx_client_for(self, url: str) -> httpx.AsyncClient:
         """A persistent httpx client for SDKs built on httpx; it records its own responses."""
         import httpx
