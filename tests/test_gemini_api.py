@@ -694,3 +694,32 @@ async def test_translated_errors_in_gemini_shape(
         assert leak not in message
     row = (await rows_when(1))[0]
     assert row["http_status"] == status and "Traceback" not in (row["error"] or "")
+
+
+async def test_structured_side_calls_are_not_turns(
+    memory_gw: RunningGateway, fake_gemini: FakeGemini
+) -> None:
+    """Gemini CLI's model router asks for JSON fitting a schema: no recall, nothing stored."""
+    gem = client(memory_gw, "ledger")
+    await gem.aio.models.generate_content(model="gemini-2.5-flash", contents=FACT)
+    assert memory_gw.state.memory is not None
+    await memory_gw.state.memory.drain(10)
+    schema = {
+        "type": "object",
+        "properties": {"complexity_reasoning": {"type": "string"}},
+        "required": ["complexity_reasoning"],
+    }
+    config = types.GenerateContentConfig(
+        system_instruction="You are a specialized Task Routing AI.",
+        response_mime_type="application/json",
+        response_json_schema=schema,
+    )
+    routed = await gem.aio.models.generate_content(
+        model="gemini-2.5-flash-lite", contents="Which database does billing use?", config=config
+    )
+    assert routed.text and "complexity_reasoning" in routed.text
+    assert "ledger-east" not in json.dumps(fake_gemini.generations[-1].body)
+    await memory_gw.state.memory.drain(10)
+    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    stored = await backend.list("ledger")
+    assert len(stored) == 1 and "complexity_reasoning" not in stored[0].text

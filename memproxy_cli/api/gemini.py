@@ -246,7 +246,11 @@ class Gemini(ApiFamily):
     # -- memory --------------------------------------------------------------------------------
 
     def conversation(self, body: Body) -> Conversation:
+        """Memory's view. A request for JSON fitting a schema is a side call (Gemini CLI's
+        model router and checkers), not a turn: memory sees no messages in it."""
         system = _parts(get(body, "systemInstruction"))
+        if _is_structured(get(body, "generationConfig")):
+            return Conversation(system="", messages=[], max_tokens=None)
         messages: list[dict[str, Any]] = []
         contents = body.get("contents")
         for content in contents if isinstance(contents, list) else []:
@@ -382,6 +386,12 @@ def _blocks(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             fc = get(part, "functionCall")
             blocks.append({"type": "tool_use", "name": fc.get("name"), "input": fc.get("args")})
     return blocks
+
+
+def _is_structured(config: Any) -> bool:
+    return get(config, "responseMimeType") == "application/json" and (
+        get(config, "responseJsonSchema") is not None or get(config, "responseSchema") is not None
+    )
 
 
 def _is_client_context(text: str) -> bool:
