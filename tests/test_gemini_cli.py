@@ -59,7 +59,7 @@ class Threaded(Generic[F]):
 
 
 def _gemini(
-    home: Path, config: Path, workdir: Path, prompt: str, model: str = "gemini-2.5-flash"
+    home: Path, config: Path, workdir: Path, prompt: str, model: str | None = "gemini-2.5-flash"
 ) -> str:
     profile = home / "cli-home"
     (profile / ".gemini").mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,8 @@ def _gemini(
         "HTTP_PROXY": "http://127.0.0.1:9",
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    command = [str(GEMINI), "-m", model, "--yolo", "-p", prompt]
+    chosen = ["-m", model] if model else []  # without -m the CLI routes each turn first
+    command = [str(GEMINI), *chosen, "--yolo", "-p", prompt]
     result = subprocess.run(
         [sys.executable, "-m", "memproxy_cli", "run", "webapp", "--", *command],
         capture_output=True,
@@ -142,7 +143,11 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
             )
             port = json.loads(attached.stdout)["port"]
             first = _gemini(
-                memproxy_home, config, workdir, "Remember: our cache is Redis 7 named blue-cache"
+                memproxy_home,
+                config,
+                workdir,
+                "Remember: our cache is Redis 7 named blue-cache",
+                model=None,
             )
             assert "blue-cache" in first
 
@@ -160,6 +165,7 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
             wait_for(remembered, what="the turn to be remembered")
             stored = memproxy(home, "memory", "list", "--project", "webapp", "--json").stdout
             assert "session_context" not in stored and "Directory Structure" not in stored
+            assert "complexity" not in stored  # the router call is not a turn
             fake.behaviour.reply = "It is called blue-cache."
             _gemini(memproxy_home, config, workdir, "What is our cache called?")
             injected = wait_for(
@@ -186,6 +192,8 @@ def test_gemini_cli_answers_runs_a_tool_and_gets_project_memory(
     assert all(r["client"] == "gemini-cli" and r["client_version"] for r in generations)
     assert injected[0]["endpoint"].endswith(":streamGenerateContent")
     asked = [s.body for s in fake.generations]
+    routed = [b for b in asked if "responseJsonSchema" in (b.get("generationConfig") or {})]
+    assert routed and all("memproxy-memories" not in json.dumps(b) for b in routed)
     # The tool ran: its output went back to the model as a functionResponse.
     responses = [
         p["functionResponse"]
