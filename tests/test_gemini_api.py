@@ -723,3 +723,43 @@ async def test_structured_side_calls_are_not_turns(
     backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
     stored = await backend.list("ledger")
     assert len(stored) == 1 and "complexity_reasoning" not in stored[0].text
+
+
+RECORDED = Path(__file__).parent / "fixtures/clients/gemini-cli-0.61.0"
+
+
+async def test_recorded_subagent_session_stores_only_the_human_turn(
+    memory_gw: RunningGateway, fake_gemini: FakeGemini
+) -> None:
+    """A recorded Gemini CLI session (router calls, a subagent, a tool loop) replayed: only the
+    human's turn is stored, and nothing is recalled into the router or the subagent."""
+    gem = client(memory_gw, "notes")
+    await gem.aio.models.generate_content(
+        model="gemini-2.5-flash", contents="Remember: notes.txt holds the deploy target."
+    )
+    assert memory_gw.state.memory is not None
+    await memory_gw.state.memory.drain(10)
+    recorded = json.loads((RECORDED / "subagent.json").read_text(encoding="utf-8"))
+    headers = {"x-goog-api-key": KEY, "x-memproxy-project": "notes"}
+    async with aiohttp.ClientSession() as http:
+        for request in recorded:
+            url = (
+                memory_gw.url
+                + request["path"]
+                + ("?" + request["query"] if request["query"] else "")
+            )
+            async with http.post(url, json=request["body"], headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                await resp.read()
+    await memory_gw.state.memory.drain(10)
+    sent = [s.body for s in fake_gemini.generations[1:]]
+    human = [b for b in sent if "Use a subagent" in json.dumps(b["contents"][0])]
+    others = [b for b in sent if b not in human or "responseJsonSchema" in json.dumps(b)]
+    assert any("memproxy-memories" in json.dumps(b) for b in human)
+    assert others and all("memproxy-memories" not in json.dumps(b) for b in others)
+    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    stored = [m.text for m in await backend.list("notes")]
+    assert len(stored) == 2 and any("Use a subagent to find out" in t for t in stored)
+    for text in stored:
+        assert "Read notes.txt in the project directory" not in text
+        assert "session_context" not in text and "complexity" not in text

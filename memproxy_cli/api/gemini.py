@@ -247,9 +247,10 @@ class Gemini(ApiFamily):
 
     def conversation(self, body: Body) -> Conversation:
         """Memory's view. A request for JSON fitting a schema is a side call (Gemini CLI's
-        model router and checkers), not a turn: memory sees no messages in it."""
+        model router and checkers), and a subagent's conversation starts with a model-written
+        prompt: memory sees no messages in either."""
         system = _parts(get(body, "systemInstruction"))
-        if _is_structured(get(body, "generationConfig")):
+        if _is_structured(get(body, "generationConfig")) or _is_subagent(body):
             return Conversation(system="", messages=[], max_tokens=None)
         messages: list[dict[str, Any]] = []
         contents = body.get("contents")
@@ -392,6 +393,19 @@ def _is_structured(config: Any) -> bool:
     return get(config, "responseMimeType") == "application/json" and (
         get(config, "responseJsonSchema") is not None or get(config, "responseSchema") is not None
     )
+
+
+def _is_subagent(body: Body) -> bool:
+    """Gemini CLI marks a subagent only in the body: it offers `complete_task` (how a subagent
+    ends) and not `invoke_agent` (how the main conversation starts one)."""
+    names = set()
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        declarations = get(tool, "functionDeclarations")
+        for decl in declarations if isinstance(declarations, list) else []:
+            if isinstance(decl, dict) and isinstance(decl.get("name"), str):
+                names.add(decl["name"])
+    return "complete_task" in names and "invoke_agent" not in names
 
 
 def _is_client_context(text: str) -> bool:
