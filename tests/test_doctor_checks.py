@@ -293,3 +293,20 @@ def test_expired_clearance_warns_by_name() -> None:
     clearance = _by_name(results, f"cookies {jar.name} clearance")
     assert clearance.status == "warn" and "cf_clearance" in clearance.found
     assert "cookie-canary-value" not in clearance.found
+
+
+def test_every_reader_of_the_local_store_expands_home(
+    memproxy_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One function resolves memory.local.path: the doctor, `memory` commands and the daemon
+    all look at the same file, `~` expanded."""
+    from memproxy_cli.config import parse_config
+    from memproxy_cli.doctor.memory_checks import check_memory
+    from memproxy_cli.paths import get_paths
+
+    monkeypatch.setenv("HOME", str(memproxy_home))
+    config = parse_config("memory:\n  local:\n    path: ~/mem/store.sqlite3\n", "c.yaml")
+    paths = get_paths()
+    assert paths.local_memory(config.memory.local.path) == memproxy_home / "mem" / "store.sqlite3"
+    [result] = check_memory(config, paths, offline=True)
+    assert str(memproxy_home / "mem" / "store.sqlite3") in result.found

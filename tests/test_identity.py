@@ -83,9 +83,16 @@ def test_project_header_on_main_port(mappings: CompiledMappings) -> None:
     assert (who.project, who.user_id, who.scope) == ("shop", "bob", "shop")
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a b", "x" * 65, "", ".", "..", "-rf"])
-def test_invalid_project_header_is_ignored(bad: str, mappings: CompiledMappings) -> None:
-    who = main_port({"x-memproxy-project": bad}, mappings)
+@pytest.mark.parametrize("bad", ["../etc", "a b", "x" * 65, ".", "..", "-rf"])
+def test_invalid_project_header_is_refused(bad: str, mappings: CompiledMappings) -> None:
+    """Dropping it would file the request, its memories and spend under no project."""
+    with pytest.raises(GatewayError) as refused:
+        main_port({"x-memproxy-project": bad}, mappings)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_project")
+
+
+def test_empty_project_header_means_no_project(mappings: CompiledMappings) -> None:
+    who = main_port({"x-memproxy-project": " "}, mappings)
     assert (who.project, who.scope) == (None, "user:someone")
 
 

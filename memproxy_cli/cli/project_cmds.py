@@ -13,17 +13,14 @@ from memproxy_cli.cli.context import ExitStatus, output
 
 
 def _ensure_daemon() -> None:
-    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.config import load_config
     from memproxy_cli.daemon import process
     from memproxy_cli.paths import get_paths
 
     paths = get_paths()
     if process.read_info(paths) is not None:
         return
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        output.fail(str(exc), ExitStatus.CONFIG)
+    config = load_config()
     from memproxy_cli.cli.daemon_cmds import start_daemon
 
     info = start_daemon(paths, config, None)
@@ -36,10 +33,7 @@ def attach_project(project: str, port: int | None) -> dict[str, Any]:
     from memproxy_cli.paths import get_paths
 
     _ensure_daemon()
-    try:
-        code, data = client.call(get_paths(), "POST", "/attach", {"project": project, "port": port})
-    except client.DaemonUnavailable as exc:
-        output.fail(str(exc), ExitStatus.DAEMON)
+    code, data = client.call(get_paths(), "POST", "/attach", {"project": project, "port": port})
     if code != 200:
         output.fail(str(data.get("error", data)))
     from memproxy_cli.local_token import read_local_token
@@ -115,17 +109,14 @@ def detach(
     """
     from memproxy_cli.daemon import client
     from memproxy_cli.paths import get_paths
-    from memproxy_cli.registry import PortRegistry, RegistryError
+    from memproxy_cli.registry import PortRegistry
 
     paths = get_paths()
     try:
         _, data = client.call(paths, "POST", "/detach", {"project": project})
         released = bool(data.get("released"))
-    except client.DaemonUnavailable:
-        try:
-            released = PortRegistry(paths).release(project)
-        except RegistryError as exc:
-            output.fail(str(exc))
+    except client.DaemonUnavailable:  # no daemon: free the port in the registry itself
+        released = PortRegistry(paths).release(project)
     if not released:
         output.fail(f"project {project!r} is not attached", ExitStatus.NOT_FOUND)
     output.say(f"detached {project}")

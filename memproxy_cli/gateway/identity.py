@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.client_ua import parse_client
-from memproxy_cli.names import USER_ID_RULE, is_project_name, is_user_id
+from memproxy_cli.names import PROJECT_RULE, USER_ID_RULE, is_project_name, is_user_id
 
 if TYPE_CHECKING:
     from memproxy_cli.config import UserIdMappings
@@ -134,7 +134,13 @@ def _user_id(value: str | None) -> str | None:
 
 
 def _project(value: str | None) -> str | None:
-    if value is None:
+    """The project a request names; a malformed name is refused rather than dropped (dropping
+    it would file the request, its memories and its spend under no project at all)."""
+    if value is None or not value.strip():
         return None
     value = value.strip()
-    return value if is_project_name(value) else None
+    if not is_project_name(value):
+        raise GatewayError(
+            400, f"invalid {PROJECT_HEADER} header: use {PROJECT_RULE}", "invalid_project"
+        )
+    return value

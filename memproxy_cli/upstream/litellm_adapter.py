@@ -50,14 +50,9 @@ class LiteLLMAdapter:
         setattr(module, "drop_params", True)  # noqa: B010
         self._module = module
         log.info("litellm loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
-        try:  # the first call pays for lazy imports: pay it now, not on a user's request
-            await module.acompletion(
-                model="openai/warmup",
-                messages=[{"role": "user", "content": "hi"}],
-                mock_response="ok",
-            )
-        except Exception:
-            log.debug("litellm warm-up failed", exc_info=True)
+        # The first call pays for lazy imports (1-2 s of CPU): pay it now, in a thread, not on
+        # a user's request and not on the event loop, which keeps serving meanwhile.
+        await asyncio.to_thread(_warm_up, module)
         return module
 
     async def module(self) -> ModuleType:
@@ -103,6 +98,16 @@ class LiteLLMAdapter:
         if result.events is not None:
             return UpstreamResponse(200, events=_guarded(result.events, secrets))
         return UpstreamResponse(200, document=result.body)
+
+
+def _warm_up(module: ModuleType) -> None:
+    try:
+        module.completion(
+            model="openai/warmup", messages=[{"role": "user", "content": "hi"}], mock_response="ok"
+        )
+        importlib.import_module("litellm.llms.anthropic.pass_through.adapters.transformation")
+    except Exception:
+        log.debug("litellm warm-up failed", exc_info=True)
 
 
 async def _guarded(
