@@ -12,12 +12,14 @@ from memproxy_cli.api.gemini import GEMINI
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.api.openai_completions import OPENAI_COMPLETIONS
 from memproxy_cli.api.openai_embeddings import OPENAI_EMBEDDINGS
+from memproxy_cli.api.openai_responses import OPENAI_RESPONSES
 
 FAMILIES: tuple[ApiFamily, ...] = (
     OPENAI_CHAT,
     ANTHROPIC_MESSAGES,
     OPENAI_EMBEDDINGS,
     OPENAI_COMPLETIONS,
+    OPENAI_RESPONSES,
     GEMINI,
 )
 BY_NAME: dict[str, ApiFamily] = {f.name: f for f in FAMILIES}

@@ -53,7 +53,8 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
     """Relay to an upstream that speaks the client's API: the body and headers as sent."""
     route = call.route
     assert deps.sessions is not None
-    url = route.endpoint_url(call.family.upstream_path(route.upstream_model, call.stream))
+    path = call.upstream_path or call.family.upstream_path(route.upstream_model, call.stream)
+    url = route.endpoint_url(path)
     query = call.family.upstream_query(call.query)
     if query:
         url += "?" + query
@@ -100,7 +101,7 @@ def _refuse_if_backed_off(sessions: SessionManager, url: str, origin: str) -> No
 async def _send(
     call: UpstreamCall, deps: UpstreamDeps, url: str, headers: CIMultiDict[str]
 ) -> aiohttp.ClientResponse:
-    """POST with retries: only before any byte reached the client, on connect errors or 429/503."""
+    """Send with retries: only before any byte reached the client, on connect errors or 429/503."""
     server = deps.config.server
     assert deps.sessions is not None
     session = deps.sessions.session_for(url)
@@ -117,7 +118,9 @@ async def _send(
     while True:
         started = time.perf_counter()
         try:
-            resp = await session.post(url, data=payload, headers=headers, timeout=timeout)
+            resp = await session.request(
+                call.method, url, data=payload or None, headers=headers, timeout=timeout
+            )
         except aiohttp.ClientConnectorError as exc:
             timing.upstream_s += time.perf_counter() - started
             if attempt < server.max_retries and retry_budget.try_spend():

@@ -167,6 +167,13 @@ class Router:
             litellm_model=f"{provider}/{bare}",
         )
 
+    def default_route(self, api: Wire) -> Route | None:
+        """Where a request that names no model goes (e.g. a stored OpenAI response)."""
+        base = self._default_base(api)
+        if not base:
+            return None
+        return Route(kind="passthrough", model="", provider=api, base_url=base)
+
     def _default_base(self, protocol: Wire | None) -> str | None:
         if protocol == "openai":
             return self._config.upstreams.openai
