@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily
+from memproxy_cli.api.gemini import GEMINI
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.api.openai_completions import OPENAI_COMPLETIONS
 from memproxy_cli.api.openai_embeddings import OPENAI_EMBEDDINGS
@@ -19,6 +20,7 @@ FAMILIES: tuple[ApiFamily, ...] = (
     OPENAI_EMBEDDINGS,
     OPENAI_COMPLETIONS,
     OPENAI_RESPONSES,
+    GEMINI,
 )
 BY_NAME: dict[str, ApiFamily] = {f.name: f for f in FAMILIES}
 # Longest prefix first, so /v1/messages/count_tokens finds Messages before a shorter claim.

@@ -128,7 +128,8 @@ def run(
     ),
     command: list[str] = typer.Argument(..., help="The command, after --."),
 ) -> None:
-    """Run a command with ANTHROPIC_BASE_URL and OPENAI_BASE_URL set to PROJECT's listener.
+    """Run a command with ANTHROPIC_BASE_URL, OPENAI_BASE_URL and GOOGLE_GEMINI_BASE_URL set to
+    PROJECT's listener.
 
     With server.local_token on, the command also gets the token (MEMPROXY_TOKEN,
     ANTHROPIC_CUSTOM_HEADERS, OPENAI_API_KEY).
@@ -150,7 +151,12 @@ def run(
     from memproxy_cli.local_token import client_env, read_local_token
 
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ANTHROPIC_BASE_URL": base, "OPENAI_BASE_URL": f"{base}/v1"}
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": base,
+        "OPENAI_BASE_URL": f"{base}/v1",
+        "GOOGLE_GEMINI_BASE_URL": base,
+    }
     token = read_local_token(paths)
     if token:
         env.update(client_env(token, env))

@@ -70,7 +70,7 @@ class LiteLLMAdapter:
         """Translate `call` for its provider; failures become GatewayErrors without secrets."""
         route = call.route
         litellm = await self.module()
-        key = litellm_key(route, call.incoming, bool(deps.config.server.master_key))
+        key = litellm_key(route, call.incoming, bool(deps.config.server.master_key), call.query)
         common: dict[str, Any] = {
             "api_key": key,
             "api_base": route.base_url or None,
@@ -85,7 +85,7 @@ class LiteLLMAdapter:
             stream=call.stream,
             response_model=call.model,
         )
-        secrets = (key, caller_key(call.incoming))
+        secrets = (key, caller_key(call.incoming, call.query))
         started = time.perf_counter()
         try:
             result = await call.family.translate(litellm, call.body, translation)

@@ -55,8 +55,9 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
     assert deps.sessions is not None
     path = call.upstream_path or call.family.upstream_path(route.upstream_model, call.stream)
     url = route.endpoint_url(path)
-    if call.query:
-        url += "?" + call.query
+    query = call.family.upstream_query(call.query)
+    if query:
+        url += "?" + query
     origin = origin_of(url)
     _refuse_if_backed_off(deps.sessions, url, origin)
     if not deps.limiter.try_acquire(origin):
@@ -67,7 +68,7 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
             headers={"Retry-After": "1"},
         )
     try:
-        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key))
+        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key), call.query)
         headers = upstream_headers(route, call.incoming, key, call.traceparent)
         resp = await _send(call, deps, url, headers)
         secrets = (key, route.api_key)
