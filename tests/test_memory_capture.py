@@ -380,3 +380,18 @@ def test_responses_tool_calls_end_the_answer_and_carry_their_arguments() -> None
     assert not searched.ended_with_tool_call  # the upstream ran it within the response
     messages = responses.conversation({"input": [{**call, "call_id": "c1"}]}).messages
     assert messages[0]["content"][0]["input"] == {"cmd": "echo hi"}
+
+
+def test_gemini_function_calls_end_the_answer() -> None:
+    from memproxy_cli.api.registry import BY_NAME
+
+    gemini = BY_NAME["gemini"]
+    call = {"functionCall": {"name": "run_shell_command", "args": {"command": "echo hi"}}}
+    chunk = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Let me."}, call]}}]}
+    streamed = Tally()
+    gemini.tally_event(streamed, chunk, True)
+    assert streamed.ended_with_tool_call and streamed.text == "Let me."
+    answered = Tally()
+    text = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}}]}
+    gemini.tally_response(answered, text)
+    assert not answered.ended_with_tool_call

@@ -148,6 +148,13 @@ def _answer_text(parts: list[dict[str, Any]]) -> str:
     )
 
 
+def _tally_parts(tally: Tally, parts: list[dict[str, Any]]) -> None:
+    """The answer's text, and whether it calls a tool (the client runs it and calls again)."""
+    tally.add_text(_answer_text(parts))
+    if any(isinstance(get(p, "functionCall"), dict) for p in parts):
+        tally.ended_with_tool_call = True
+
+
 def _first_candidate(body: Any) -> dict[str, Any] | None:
     candidates = body.get("candidates") if isinstance(body, dict) else None
     if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):
@@ -231,7 +238,7 @@ class Gemini(ApiFamily):
         gemini_usage(tally, get(body, "usageMetadata"))
         candidate = _first_candidate(body)
         if candidate is not None:
-            tally.add_text(_answer_text(_parts(candidate.get("content"))))
+            _tally_parts(tally, _parts(candidate.get("content")))
 
     def tally_event(self, tally: Tally, event: Any, client_wants_usage: bool) -> EventVerdict:
         if not isinstance(event, dict):
@@ -240,7 +247,7 @@ class Gemini(ApiFamily):
         candidate = _first_candidate(event)
         if candidate is None:
             return KEEP
-        tally.add_text(_answer_text(_parts(candidate.get("content"))))
+        _tally_parts(tally, _parts(candidate.get("content")))
         return TERMINAL if get(candidate, "finishReason") else KEEP
 
     # -- memory --------------------------------------------------------------------------------
