@@ -16,7 +16,7 @@ from memproxy_cli.api.family import ApiFamily, Endpoint
 from memproxy_cli.api.registry import FAMILIES, family_for_path
 from memproxy_cli.api.tally import estimate_tokens
 from memproxy_cli.errors import GatewayError, RowStatus
-from memproxy_cli.gateway import gemini_calls, model_list, plain, proxy
+from memproxy_cli.gateway import gemini_calls, model_list, observe, plain, proxy
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
@@ -147,4 +147,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(prefix + "/models", model_list.models)
         app.router.add_get(prefix + "/models/{model:.+}", model_list.model)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", observe.metrics)
     app.router.add_route("*", "/{tail:.*}", not_found)
