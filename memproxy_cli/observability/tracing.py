@@ -168,7 +168,7 @@ class Tracer:
         operation = common["gen_ai.operation.name"]
         spans = [
             ReadableSpan(
-                name=f"{operation} {row.model}" if row.model else operation,
+                name=f"POST {row.endpoint}",  # the generate endpoints are all POSTs
                 context=root,
                 parent=parent,
                 resource=self._resource,
