@@ -168,3 +168,15 @@ def test_a_broken_gauge_does_not_break_the_scrape() -> None:
     text = metrics.exposition()
     assert total(text, "memproxy_test_cooldowns", d="x") == 1
     assert "memproxy_test_broken" not in samples(text)
+
+
+async def test_unknown_routes_are_counted_as_not_found(fake: FakeProvider) -> None:
+    async with running_gateway(config_for(fake.base), litellm=False) as gw:
+        async with aiohttp.ClientSession() as s, s.post(gw.url + "/v1/nothing-here", json={}) as r:
+            assert r.status == 404
+
+        async def counted() -> bool:
+            _, text = await scrape(gw.url)
+            return total(text, "memproxy_requests_total", status="not_found") == 1
+
+        await until(counted, "the 404 counted")

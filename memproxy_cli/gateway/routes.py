@@ -22,6 +22,7 @@ from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
+from memproxy_cli.observability.timeline import Timeline
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.headers import scrub_off_loop, upstream_headers, upstream_key
 from memproxy_cli.upstream.routing import Route
@@ -115,6 +116,8 @@ async def not_found(request: web.Request) -> web.Response:
     row.ended_at = time.time()
     if state.recorder is not None:
         state.recorder.submit(row)
+    if state.observer is not None:
+        state.observer.finished(row, Timeline())
     headers = {"x-memproxy-request-id": row.request_id}
     return error_response(family, 404, message, "not_found", headers)
 

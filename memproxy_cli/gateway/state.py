@@ -76,6 +76,8 @@ class GatewayState:
             self.memory.reconfigure(config)
         if self.budget is not None:
             self.budget.reconfigure(config)
+        if self.observer is not None:
+            self.observer.metrics.models.preset(e.model_name for e in config.model_list)
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("memproxy_state", GatewayState)
