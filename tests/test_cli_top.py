@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,11 +147,16 @@ def test_top_without_a_terminal_prints_plain_text(memproxy_home: Path) -> None:
             with load(status["url"]) as sent:
                 wait_for(lambda: len(sent) >= 5, 60, "some requests")
             result = memproxy(memproxy_home, "top", check=True)
-            snapshot = json.loads(memproxy(memproxy_home, "top", "--json", check=True).stdout)
+
+            def snapshot() -> dict[str, Any]:
+                return dict(json.loads(memproxy(memproxy_home, "top", "--json", check=True).stdout))
+
+            wait_for(lambda: snapshot()["requests"] == len(sent), 30, "every request counted")
+            last = snapshot()
     assert "top-under-load" in result.stdout and "last requests" in result.stdout
     assert "\x1b" not in result.stdout
-    assert snapshot["requests"] == len(sent)
-    assert {r["project"] for r in snapshot["recent"]} == {"top-under-load"}
+    assert last["requests"] == len(sent) and last["errors"] == 0
+    assert {r["project"] for r in last["recent"]} == {"top-under-load"}
 
 
 def test_top_without_a_daemon_says_so(memproxy_home: Path) -> None:
