@@ -22,10 +22,7 @@ def _fetcher() -> Callable[[], dict[str, Any]]:
     paths = get_paths()
 
     def fetch() -> dict[str, Any]:
-        try:
-            status, data = client.call(paths, "GET", "/live", timeout=5)
-        except client.DaemonUnavailable as exc:
-            output.fail(f"{exc} (start it with `memproxy up`)", ExitStatus.DAEMON)
+        status, data = client.call(paths, "GET", "/live", timeout=5)  # DaemonUnavailable: exit 4
         if status != 200 or not isinstance(data, dict):
             problem = data.get("error") if isinstance(data, dict) else data
             output.fail(f"the daemon answered {status}: {problem}", ExitStatus.DAEMON)
