@@ -145,6 +145,7 @@ async def test_one_span_tree_per_request_under_the_callers_trace(
     assert a["gen_ai.usage.input_tokens"] == 11 and a["gen_ai.usage.output_tokens"] > 0
     assert a["memproxy.project"] == "alpha" and a["memproxy.client"] == "openai-python"
     assert a["http.response.status_code"] == 200 and a["memproxy.stream"] is stream
+    assert a["http.request.method"] == "POST"
     assert receiver.spans[0][0]["service.name"] == "gw-under-test"
     exported = b"".join(receiver.raw)
     for secret in (CALLER_KEY, PROMPT, "what is my password", "Hello from the fake upstream"):

@@ -261,6 +261,7 @@ def _observe(ex: Exchange, state: GatewayState, record_start: float) -> None:
     timeline = ex.timeline
     timeline.record_start, timeline.record_end = record_start, ex.elapsed_s()
     timeline.incoming_traceparent = ex.request.headers.get("traceparent")
+    timeline.method = ex.request.method
     timeline.upstream_traceparent = ex.traceparent
     if ex.route is not None:
         timeline.upstream_model = ex.route.upstream_model or None

@@ -17,6 +17,7 @@ class Timeline:
     record_start: float | None = None
     record_end: float | None = None
     upstream_model: str | None = None  # the model the call was routed to
+    method: str = "POST"
     incoming_traceparent: str | None = None  # the client's, as sent
     upstream_traceparent: str = ""  # the one sent upstream (its span id is the upstream span's)
 

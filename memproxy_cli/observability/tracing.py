@@ -168,11 +168,15 @@ class Tracer:
         operation = common["gen_ai.operation.name"]
         spans = [
             ReadableSpan(
-                name=f"POST {row.endpoint}",  # the generate endpoints are all POSTs
+                name=f"{timeline.method} {row.endpoint}",
                 context=root,
                 parent=parent,
                 resource=self._resource,
-                attributes={**common, **request_attributes(row)},
+                attributes={
+                    **common,
+                    **request_attributes(row),
+                    "http.request.method": timeline.method,
+                },
                 kind=SpanKind.SERVER,
                 status=status,
                 start_time=start_ns,
