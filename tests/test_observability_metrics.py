@@ -180,3 +180,15 @@ async def test_unknown_routes_are_counted_as_not_found(fake: FakeProvider) -> No
             return total(text, "memproxy_requests_total", status="not_found") == 1
 
         await until(counted, "the 404 counted")
+
+
+async def test_a_backed_off_upstream_shows_as_a_cooldown(fake: FakeProvider) -> None:
+    async with running_gateway(config_for(fake.base), litellm=False) as gw:
+        await chat(gw.url, 1)
+        assert gw.state.sessions is not None
+        _, before = await scrape(gw.url)
+        gw.state.sessions.set_backoff(fake.base + "/v1/chat/completions", 60)
+        _, after = await scrape(gw.url)
+    assert total(before, "memproxy_upstream_cooldown", upstream=fake.base) == 0
+    assert total(after, "memproxy_upstream_cooldown", upstream=fake.base) == 1
+    assert "memproxy_spend_rows_total" in samples(after)
