@@ -232,6 +232,7 @@ class DeploymentHealth:
 
     settings: RouterSettings = field(default_factory=RouterSettings)
     rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.time
     _cooldowns: dict[tuple[str, str], Cooldown] = field(default_factory=dict)
     _cooling: dict[str, int] = field(default_factory=dict)  # deployment id -> scopes cooling
     _fails: dict[tuple[str, str], _Fails] = field(default_factory=dict)
@@ -262,7 +263,7 @@ class DeploymentHealth:
         usage = self._usage.get(d.id)
         if usage is None:
             return True
-        usage.this_minute(int(time.time() // 60))
+        usage.this_minute(int(self.clock() // 60))
         if d.rpm is not None and usage.requests >= d.rpm:
             return False
         return d.tpm is None or usage.tokens < d.tpm
@@ -290,7 +291,7 @@ class DeploymentHealth:
             usage = self._usage[d.id] = _Usage()
         usage.inflight += 1
         if d.rpm is not None:
-            usage.this_minute(int(time.time() // 60)).requests += 1
+            usage.this_minute(int(self.clock() // 60)).requests += 1
 
     def finished(self, d: Deployment, tokens: int = 0) -> None:
         usage = self._usage.get(d.id)
@@ -298,7 +299,7 @@ class DeploymentHealth:
             return
         usage.inflight = max(0, usage.inflight - 1)
         if d.tpm is not None and tokens:
-            usage.this_minute(int(time.time() // 60)).tokens += tokens
+            usage.this_minute(int(self.clock() // 60)).tokens += tokens
 
     def inflight(self, d: Deployment) -> int:
         usage = self._usage.get(d.id)
@@ -315,7 +316,7 @@ class DeploymentHealth:
         if not failure.cools:
             return
         settings = self.settings
-        now = time.time()
+        now = self.clock()
         if failure.retry_after is not None and failure.retry_after > 0:
             self._cool(group, d, tag, now + min(failure.retry_after, MAX_COOLDOWN_S), failure)
             return
@@ -345,7 +346,7 @@ class DeploymentHealth:
             current.until, current.reason = until, failure.reason
             return
         if len(self._cooldowns) >= _MAX_SCOPES:
-            self._expire(time.time())
+            self._expire(self.clock())
             while len(self._cooldowns) >= _MAX_SCOPES:
                 self._drop(next(iter(self._cooldowns)))
         self._cooldowns[scope] = Cooldown(until, failure.reason, d, group.model, tag)
@@ -357,7 +358,7 @@ class DeploymentHealth:
         cooldown = self._cooldowns.get(scope)
         if cooldown is None:
             return 0.0
-        left = cooldown.until - time.time()
+        left = cooldown.until - self.clock()
         if left <= 0:
             self._drop(scope)
             return 0.0
@@ -378,7 +379,7 @@ class DeploymentHealth:
 
     def wait_s(self, group: ModelGroup, tag_of: TagOf) -> float:
         """Seconds until some deployment of the group may serve this caller again."""
-        now = time.time()
+        now = self.clock()
         waits = []
         for d in group.deployments:
             left = self.cooldown_left(d, tag_of(d))
@@ -395,7 +396,7 @@ class DeploymentHealth:
 
     def cooldowns(self) -> list[dict[str, Any]]:
         """Every active cooldown, soonest end first: deployment, model, upstream, key tag."""
-        now = time.time()
+        now = self.clock()
         self._expire(now)
         active = sorted(self._cooldowns.values(), key=lambda c: c.until)
         return [
