@@ -17,6 +17,7 @@ from memproxy_cli.upstream.deployments import (
     Failure,
     ModelGroup,
     ModelGroups,
+    deployment_for,
     error_failure,
     is_context_error,
     key_tag,
@@ -36,7 +37,7 @@ class Clock:
 
 def dep(i: int, **kw: Any) -> Deployment:
     route = Route(kind="passthrough", model="m", provider="openai", base_url=f"http://h{i}")
-    return Deployment(id=f"m#{i}", route=route, origin=f"http://h{i}", **kw)
+    return deployment_for(route, f"m#{i}", **kw)
 
 
 def group(*deployments: Deployment, fallbacks: tuple[str, ...] = ()) -> ModelGroup:

@@ -249,3 +249,48 @@ async def test_anthropics_prompt_is_too_long_moves_to_the_context_fallback(
     assert reply.content[0].type == "text" and reply.content[0].text == "from fake 1"
     assert len(small.seen) == 1 and big.seen[0].body["model"] == "claude-opus-4-6"
     assert row["model"] == "claude-opus-4-6"
+
+
+async def test_a_fallback_never_takes_the_callers_key_to_another_upstream(
+    fake: FakeProvider, claude: FakeMessages
+) -> None:
+    fake.behaviour.fail_status, fake.behaviour.fail_times = 503, 1  # gpt-4o's one attempt
+    config = config_for(
+        fake.base,  # gpt-4o without an entry: passthrough with the caller's own key
+        upstreams={"openai": fake.base, "anthropic": claude.base},
+        router_settings={
+            "fallbacks": [{"gpt-4o": ["claude-sonnet-4-6", "gpt-4o-mini"]}],
+            "num_retries": 0,
+        },
+    )
+    async with running_gateway(config) as gw:
+        async with oai(gw) as client:
+            reply = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        [row] = await rows_when(1)
+    assert claude.seen == [], "the caller's OpenAI key must not go to Anthropic"
+    # gpt-4o-mini on the same upstream, where the caller's key was going anyway, may serve.
+    assert reply.choices[0].message.content == "Hello from the fake upstream."
+    assert [s.body["model"] for s in fake.seen] == ["gpt-4o", "gpt-4o-mini"]
+    assert row["model"] == "gpt-4o-mini" and row["extra"]["fallback_from"] == "gpt-4o"
+    assert {s.headers["authorization"] for s in fake.seen} == {"Bearer sk-caller-000001"}
+
+
+async def test_a_fallback_in_cooldown_leaves_the_models_own_error(
+    fakes: list[FakeProvider],
+) -> None:
+    a, b = fakes
+    a.behaviour.fail_status = 500
+    b.behaviour.fail_status, b.behaviour.fail_headers = 429, {"Retry-After": "60"}
+    config = config_for(
+        NOWHERE,
+        model_list=[entry("gpt-4o", "openai", a.base), entry("gpt-4o-mini", "openai", b.base)],
+        router_settings={"fallbacks": [{"gpt-4o": ["gpt-4o-mini"]}]},
+    )
+    async with running_gateway(config, litellm=False) as gw:
+        async with oai(gw) as client:
+            with pytest.raises(openai.RateLimitError):
+                await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            with pytest.raises(openai.InternalServerError) as err:
+                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert err.value.status_code == 500 and "fake failure" in err.value.message
+    assert len(b.seen) == 1  # cooling down after its Retry-After: not called again

@@ -24,7 +24,7 @@ from memproxy_cli.upstream.deployments import (
     key_tag,
     response_failure,
 )
-from memproxy_cli.upstream.headers import upstream_key
+from memproxy_cli.upstream.headers import caller_key, upstream_key
 from memproxy_cli.upstream.limits import backoff_delay
 from memproxy_cli.upstream.routing import Route
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamResponse
@@ -83,21 +83,43 @@ class _Walk:
             fallback = self.state.groups.group(name, self.ex.family.wire)
             if fallback is None:
                 continue
-            outcome = await self._group(fallback)
+            barred = self._barred(group, fallback)
+            if len(barred) == len(fallback.deployments):
+                continue
+            outcome = await self._group(fallback, barred)
             if isinstance(outcome, UpstreamResponse):
                 self.ex.row.extra["fallback_from"] = group.model
                 self.ex.row.model = name
                 return outcome
             if outcome is None:  # the retry budget ran out
                 break
-            failure = outcome
+            if outcome.attempted:  # else the model's own failure says more than "cooling"
+                failure = outcome
         return _answer(failure)
 
-    async def _group(self, group: ModelGroup) -> UpstreamResponse | Failure | None:
-        """An answer from one of the group's deployments, or the failure that ended the try
-        (None: not tried at all, the retry budget being spent)."""
+    def _sends_callers_key(self, d: Deployment) -> bool:
+        route = d.route
+        if route.key_configured or route.kind in ("echo", "edge") or self.master_key_set:
+            return False
+        return caller_key(self.ex.request.headers) is not None
+
+    def _barred(self, asked: ModelGroup, fallback: ModelGroup) -> list[str]:
+        """Fallback deployments that would take the caller's own key to an origin it was not
+        going to for the model asked (an OpenAI key never goes to Anthropic on a fallback)."""
+        mine = {d.origin for d in asked.deployments if self._sends_callers_key(d)}
+        return [
+            d.id
+            for d in fallback.deployments
+            if self._sends_callers_key(d) and d.origin not in mine
+        ]
+
+    async def _group(
+        self, group: ModelGroup, barred: list[str] | None = None
+    ) -> UpstreamResponse | Failure | None:
+        """An answer from one of the group's deployments (none of `barred`), or the failure
+        that ended the try (None: not tried at all, the retry budget being spent)."""
         health = self.health
-        tried: list[str] = []
+        tried: list[str] = list(barred or ())
         failure: Failure | None = None
         last: Deployment | None = None
         for n in range(1 + self.retries):
@@ -215,7 +237,7 @@ class _Walk:
             headers={"Retry-After": str(wait)},
             row_status=RowStatus.RATE_LIMITED,
         )
-        return Failure(429, "cooling down", cools=False, answer=error)
+        return Failure(429, "cooling down", cools=False, answer=error, attempted=False)
 
 
 def _answer(failure: Failure) -> UpstreamResponse:

@@ -45,13 +45,28 @@ class Deployment:
     rpm: int | None = None
     tpm: int | None = None
     origin: str = ""
+    upstream: str = ""  # provider model and host, for rows and the CLI (never a key)
 
-    @property
-    def upstream(self) -> str:
-        """Provider model and host, for rows and the CLI (never a key)."""
-        host = self.origin.split("://", 1)[-1] if self.origin else ""
-        name = self.route.litellm_model or self.route.model
-        return f"{name}@{host}" if host else name
+
+def deployment_for(
+    route: Route,
+    id_: str | None = None,
+    weight: float | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> Deployment:
+    origin = origin_of(route.base_url) if route.base_url else ""
+    host = origin.split("://", 1)[-1]
+    name = route.litellm_model or route.model
+    return Deployment(
+        id=id_ or route.model,
+        route=route,
+        weight=weight,
+        rpm=rpm,
+        tpm=tpm,
+        origin=origin,
+        upstream=f"{name}@{host}" if host else name,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +86,6 @@ class ModelGroup:
     def has_alternatives(self) -> bool:
         """Whether there is somewhere else to send a call this model's deployment failed."""
         return len(self.deployments) > 1 or bool(self.fallbacks)
-
-
-def deployment_for(route: Route, id_: str | None = None) -> Deployment:
-    return Deployment(
-        id=id_ or route.model,
-        route=route,
-        origin=origin_of(route.base_url) if route.base_url else "",
-    )
 
 
 class ModelGroups:
@@ -104,13 +111,12 @@ class ModelGroups:
         configured = self._router.deployments_of(model, api)
         if configured:
             deployments = tuple(
-                Deployment(
-                    id=f"{model}#{i}",
-                    route=route,
-                    weight=entry.litellm_params.weight,
-                    rpm=entry.litellm_params.rpm,
-                    tpm=entry.litellm_params.tpm,
-                    origin=origin_of(route.base_url) if route.base_url else "",
+                deployment_for(
+                    route,
+                    f"{model}#{i}",
+                    entry.litellm_params.weight,
+                    entry.litellm_params.rpm,
+                    entry.litellm_params.tpm,
                 )
                 for i, (entry, route) in enumerate(configured)
             )
@@ -146,6 +152,7 @@ class Failure:
     same_again: bool = False  # worth retrying the same deployment after a backoff
     context: bool = False  # the prompt is too long for the model: context_window_fallbacks
     answer: Any = None  # what the client gets when nothing else works (a response or an error)
+    attempted: bool = True  # False: no deployment was free to try (all cooling down)
 
 
 def is_context_error(text: bytes) -> bool:
