@@ -97,7 +97,7 @@ def down() -> None:
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Show pid, URL, uptime, listeners, version and deployments in cooldown of the daemon.
+    """Show the running daemon: pid, URL, uptime, listeners, version, deployments in cooldown.
 
     Example: memproxy status --json
     """

@@ -14,10 +14,11 @@ from memproxy_cli.cli.context import output
 def sessions(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list for scripts."),
 ) -> None:
-    """Show each upstream: cookies held (names and expiry), requests, last status and verdict,
-    and its deployments in cooldown (model, caller key hash, time left).
+    """Show each upstream: cookies, requests, last status, verdict, deployments in cooldown.
 
-    Asks the running daemon; when it is not running, reads the snapshot it left.
+    Cookies are names and expiry, never values; a cooldown names the deployment, the model,
+    the caller key's hash and the time left. Asks the running daemon for its live state; when
+    it is not running, reads the snapshot it left.
 
     Example: memproxy sessions --json
     """
