@@ -294,3 +294,33 @@ async def test_a_fallback_in_cooldown_leaves_the_models_own_error(
                 await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert err.value.status_code == 500 and "fake failure" in err.value.message
     assert len(b.seen) == 1  # cooling down after its Retry-After: not called again
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_translated_deployment_that_fails_is_retried_on_the_next(
+    fakes: list[FakeProvider], stream: bool
+) -> None:
+    a, b = fakes
+    a.behaviour.fail_status = 529
+    claude_a, claude_b = (entry("claude-sonnet-4-6", "anthropic", f.base) for f in fakes)
+    claude_a["litellm_params"]["weight"] = 1  # the first, while healthy; the second its standby
+    config = config_for(NOWHERE, model_list=[claude_a, claude_b])
+    async with running_gateway(config) as gw:
+        async with oai(gw) as client:
+            if stream:
+                chunks = await client.chat.completions.create(
+                    model="claude-sonnet-4-6", messages=MESSAGES, stream=True
+                )
+                text = "".join(
+                    [c.choices[0].delta.content or "" async for c in chunks if c.choices]
+                )
+            else:
+                reply = await client.chat.completions.create(
+                    model="claude-sonnet-4-6", messages=MESSAGES
+                )
+                text = reply.choices[0].message.content or ""
+        [row] = await rows_when(1)
+    assert text == "from fake 1"
+    assert (len(a.seen), len(b.seen)) == (1, 1)
+    assert row["extra"]["deployment"] == "claude-sonnet-4-6#1"
+    assert row["provider"] == "litellm:anthropic"
