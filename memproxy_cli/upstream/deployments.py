@@ -307,10 +307,9 @@ class DeploymentHealth:
         usage.inflight = max(0, usage.inflight - 1)
         if d.tpm is not None and tokens:
             usage.this_minute(int(self.clock() // 60)).tokens += tokens
-
-    def inflight(self, d: Deployment) -> int:
-        usage = self._usage.get(d.id)
-        return usage.inflight if usage is not None else 0
+        elif not usage.inflight and d.rpm is None and d.tpm is None:
+            # Implicit deployments are named by clients: keep only what is in flight.
+            del self._usage[d.id]
 
     def failed(self, group: ModelGroup, d: Deployment, tag: str, failure: Failure) -> None:
         """Count a failure of `d` for the caller key `tag`; cool it down when it is due.
