@@ -33,6 +33,18 @@ def resolve_secret(value: str | None) -> str | None:
     return value
 
 
+def misplaced_configs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Config files where people put them but memproxy does not look (when none is in use)."""
+    if config_path(explicit) is not None:
+        return []
+    paths = get_paths()
+    candidates = [paths.config_dir / "config.yml", paths.config_dir / "memproxy.yaml"]
+    if paths.home is not None:
+        candidates += [paths.home / "config.yaml", paths.home / "config.yml"]
+    candidates += [Path.home() / ".memproxy" / "config.yaml", Path.home() / ".memproxy.yaml"]
+    return [p for p in candidates if p.is_file()]
+
+
 class PeekError(Exception):
     """The file cannot be read as YAML; validate it with `load_config` for the full story."""
 

@@ -257,6 +257,11 @@ class Upstreams(_Model):
             "gets the daemon's ANTHROPIC_API_KEY here (and only here)."
         ),
     )
+    gemini: str = Field(
+        "https://generativelanguage.googleapis.com",
+        description="Base URL for gemini-* models without a model_list entry (the native "
+        "Gemini API; `/v1beta` is added when the URL has no path).",
+    )
 
 
 class LocalMemoryConfig(_Model):

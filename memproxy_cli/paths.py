@@ -71,6 +71,10 @@ class Paths:
     def memory_db(self) -> Path:
         return self.data_dir / "memory.sqlite3"
 
+    def local_memory(self, configured: str | None) -> Path:
+        """The local memory store: `memory.local.path` (with ~ expanded) or the default."""
+        return Path(configured).expanduser() if configured else self.memory_db
+
     @property
     def private_dirs(self) -> tuple[Path, ...]:
         """The directories only their owner may enter (the config directory is the user's)."""

@@ -83,9 +83,16 @@ def test_project_header_on_main_port(mappings: CompiledMappings) -> None:
     assert (who.project, who.user_id, who.scope) == ("shop", "bob", "shop")
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a b", "x" * 65, "", ".", "..", "-rf"])
-def test_invalid_project_header_is_ignored(bad: str, mappings: CompiledMappings) -> None:
-    who = main_port({"x-memproxy-project": bad}, mappings)
+@pytest.mark.parametrize("bad", ["../etc", "a b", "x" * 65, ".", "..", "-rf"])
+def test_invalid_project_header_is_refused(bad: str, mappings: CompiledMappings) -> None:
+    """Dropping it would file the request, its memories and spend under no project."""
+    with pytest.raises(GatewayError) as refused:
+        main_port({"x-memproxy-project": bad}, mappings)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_project")
+
+
+def test_empty_project_header_means_no_project(mappings: CompiledMappings) -> None:
+    who = main_port({"x-memproxy-project": " "}, mappings)
     assert (who.project, who.scope) == (None, "user:someone")
 
 
@@ -118,6 +125,16 @@ def test_client_fields_are_recorded(mappings: CompiledMappings) -> None:
     who = resolve_identity(headers, "shop", mappings)
     assert (who.client, who.client_version) == ("claude-cli", "2.0.14")
     assert (who.client_session, who.client_instance) == ("sess-1", "inst-9")
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("session-id", "codex-1"), ("x-opencode-session", "oc-7"), ("X-Claude-Code-Session-Id", "cc")],
+)
+def test_each_clients_session_header_is_recorded(
+    mappings: CompiledMappings, header: str, value: str
+) -> None:
+    assert resolve_identity({header: value}, "shop", mappings).client_session == value
 
 
 def test_missing_client_fields_are_none(mappings: CompiledMappings) -> None:

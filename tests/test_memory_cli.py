@@ -94,10 +94,12 @@ def test_missing_store_is_empty_and_not_created(app: typer.Typer) -> None:
     assert not get_paths().memory_db.exists()
 
 
-def test_bad_config_exits_with_config_status(app: typer.Typer, memproxy_home: Path) -> None:
+def test_bad_config_exits_with_config_status(memproxy_home: Path) -> None:
+    from memproxy_cli.cli.main import app as memproxy_app  # errors map to exit codes there
+
     config = memproxy_home / "config.yaml"
     config.write_text("memory:\n  backend: nonsense\n")
     result = CliRunner().invoke(
-        app, ["memory", "list", "-p", "x"], env={"MEMPROXY_CONFIG": str(config)}
+        memproxy_app, ["memory", "list", "-p", "x"], env={"MEMPROXY_CONFIG": str(config)}
     )
     assert result.exit_code == 3

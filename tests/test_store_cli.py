@@ -105,7 +105,8 @@ def test_logs_json_and_filters(sample: list[RequestRow]) -> None:
 def test_logs_table_for_people(sample: list[RequestRow]) -> None:
     code, out, _ = _run("logs")
     assert code == 0
-    assert "claude-sonnet-4-5" in out and "error" in out and sample[0].request_id in out
+    assert "claude-sonnet-4-5" in out and "error 529" in out
+    assert sample[0].request_id[-logs_cmds.ID_TAIL :] in out  # the end of a random id tells it
 
 
 def test_bad_since_is_a_usage_error(sample: list[RequestRow]) -> None:
@@ -170,3 +171,32 @@ def test_follow_prints_new_rows_as_json_lines_until_ctrl_c(paths: Paths) -> None
         rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert rest == ""
+
+
+def test_logs_fit_80_columns_without_cutting_names(memproxy_home: Path) -> None:
+    """At 80 columns the model, project and the telling end of the id show whole."""
+    from memproxy_cli.cli import logs_cmds as logs_module
+    from tests.fixtures.spend import make_row
+
+    rows = [
+        make_row(model="claude-sonnet-4-5-20250929", project="payments-api").to_dict()
+        | {"id": i, "request_id": f"req_{i:024x}abcdef12"}
+        for i in range(3)
+    ]
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, no_color=True)
+    original = logs_module.output.out
+    try:
+        logs_module.output.__dict__["out"] = console
+        logs_module.render_rows(rows)
+    finally:
+        logs_module.output.__dict__["out"] = original
+    text = buffer.getvalue()
+    assert "…" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert text.count("claude-sonnet-4-5-20250929") == 3
+    assert text.count("payments-api") == 3 and text.count("cdef12") == 3

@@ -57,3 +57,16 @@ def test_parse_since() -> None:
     assert parse_since(None, now) == 0.0
     with pytest.raises(ValueError, match="--since"):
         parse_since("last tuesday", now)
+
+
+def test_totals_queries_sum_exactly_the_rows_counters() -> None:
+    """The totals SQL is literal; it must add up every counter the row defines, and no other."""
+    import re
+
+    from memproxy_cli.store import queries
+    from memproxy_cli.store.rows import DAILY_COUNTERS
+
+    for sql in queries._TOTALS.values():
+        summed = re.findall(r"SUM\((\w+)\) AS (\w+)", sql)
+        assert all(a == b for a, b in summed)
+        assert [a for a, _ in summed] == [*DAILY_COUNTERS, "cost_usd"]

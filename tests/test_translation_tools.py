@@ -79,12 +79,16 @@ async def gw(fake: FakeProvider, messages_fake: FakeMessages) -> AsyncIterator[R
         yield gateway
 
 
+# LiteLLM's first call in a process loads it; on a loaded machine that takes seconds.
+PATIENT = 120.0
+
+
 def _ant(gw: RunningGateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gw.url, api_key="x", max_retries=0)
+    return anthropic.AsyncAnthropic(base_url=gw.url, api_key="x", max_retries=0, timeout=PATIENT)
 
 
 def _oai(gw: RunningGateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+    return openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=PATIENT)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -87,7 +87,11 @@ async def test_ordinary_user_ids_keep_their_own_namespace(
     state, base = supermemory
     config = config_for(
         fake.base,
-        memory={"backend": "supermemory", "supermemory": {"api_key": KEY, "base_url": base}},
+        memory={
+            "backend": "supermemory",
+            "supermemory": {"api_key": KEY, "base_url": base},
+            "recall_timeout_ms": 30000,  # a loaded machine must not turn the search into a skip
+        },
     )
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
     async with (

@@ -118,6 +118,10 @@ class ApiFamily(ABC):
         """The path on the upstream's base URL, e.g. /chat/completions."""
         return self.endpoints[0].path.removeprefix("/v1")
 
+    def upstream_query(self, query: str) -> str:
+        """The client's query string as it goes upstream (credentials in it removed)."""
+        return query
+
     # -- errors --------------------------------------------------------------------------------
 
     @abstractmethod

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily
+from memproxy_cli.api.gemini import GEMINI
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.api.openai_completions import OPENAI_COMPLETIONS
 from memproxy_cli.api.openai_embeddings import OPENAI_EMBEDDINGS
+from memproxy_cli.api.openai_responses import OPENAI_RESPONSES
 
 FAMILIES: tuple[ApiFamily, ...] = (
     OPENAI_CHAT,
     ANTHROPIC_MESSAGES,
     OPENAI_EMBEDDINGS,
     OPENAI_COMPLETIONS,
+    OPENAI_RESPONSES,
+    GEMINI,
 )
 BY_NAME: dict[str, ApiFamily] = {f.name: f for f in FAMILIES}
 # Longest prefix first, so /v1/messages/count_tokens finds Messages before a shorter claim.

@@ -20,6 +20,7 @@ class Tally:
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
     text_parts: CappedText = field(default_factory=CappedText)
+    failure: str | None = None  # the answer says it failed (e.g. a `response.failed` event)
 
     @property
     def text(self) -> str:

@@ -25,7 +25,7 @@ def up(
 
     Example: memproxy up --port 8764
     """
-    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.config import load_config
     from memproxy_cli.daemon import process
     from memproxy_cli.paths import get_paths
 
@@ -36,14 +36,15 @@ def up(
             cfg.server.host = host
         if port is not None:
             cfg.server.port = port
+        source = cfg.source
         cfg = type(cfg).model_validate(cfg.model_dump(exclude={"source"}))  # re-check host/key rule
-    except ConfigError as exc:
-        output.fail(str(exc), ExitStatus.CONFIG)
+        cfg.source = source  # `status` shows which file the daemon runs on
     except ValueError as exc:
         output.fail(_override_problem(exc), ExitStatus.CONFIG)
     problem = cfg.server.master_key_problem()
     if problem:
         output.fail(problem, ExitStatus.CONFIG)
+    _warn_misplaced(config)
     running = process.read_info(paths)
     if running is not None:
         output.say(f"memproxy is already running at {running.url} (pid {running.pid})")
@@ -70,6 +71,17 @@ def start_daemon(paths: Paths, config: Config, config_file: str | None) -> Daemo
         output.fail(f"memproxy did not start:\n{exc}", ExitStatus.DAEMON)
 
 
+def _warn_misplaced(explicit: str | None) -> None:
+    from memproxy_cli.config_file import misplaced_configs
+    from memproxy_cli.paths import get_paths
+
+    for path in misplaced_configs(explicit):
+        output.say(
+            f"[yellow]warning:[/] {path} is not read; memproxy reads "
+            f"{get_paths().default_config} (or --config / MEMPROXY_CONFIG)"
+        )
+
+
 def _override_problem(exc: ValueError) -> str:
     """The pydantic messages of a failed --host/--port override, without its URL footer."""
     errors = getattr(exc, "errors", None)
@@ -88,11 +100,8 @@ def down() -> None:
     from memproxy_cli.paths import get_paths
 
     paths = get_paths()
-    try:
-        with output.err.status("draining and stopping memproxy..."):
-            stopped = process.stop(paths)
-    except process.NotMemproxy as exc:
-        output.fail(str(exc), ExitStatus.DAEMON)
+    with output.err.status("draining and stopping memproxy..."):
+        stopped = process.stop(paths)
     output.say("memproxy stopped" if stopped else "memproxy is not running")
 
 
@@ -126,10 +135,12 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
     listeners = (
         ", ".join(f"{x['project']}:{x['port']}" for x in data.get("listeners", [])) or "none"
     )
+    config = data.get("config") or f"built-in defaults (no file at {paths.default_config})"
     text = (
         f"memproxy {data['version']} running at {data['url']}\n"
         f"  pid       {data['pid']}\n"
         f"  uptime    {_duration(float(data['uptime_s']))}\n"
+        f"  config    {config}\n"
         f"  listeners {listeners}"
     )
     cooldowns = data.get("cooldowns") or []
@@ -148,10 +159,7 @@ def reload() -> None:
     from memproxy_cli.daemon import client
     from memproxy_cli.paths import get_paths
 
-    try:
-        code, data = client.call(get_paths(), "POST", "/reload")
-    except client.DaemonUnavailable as exc:
-        output.fail(str(exc), ExitStatus.DAEMON)
+    code, data = client.call(get_paths(), "POST", "/reload")
     if code != 200:
         output.fail(
             f"config not reloaded, the running one stays:\n{data.get('error')}", ExitStatus.CONFIG

@@ -25,12 +25,9 @@ def open_store() -> SpendQueries:
     try:
         database_url = peek("database_url")
     except PeekError:
-        from memproxy_cli.config import ConfigError, load_config
+        from memproxy_cli.config import load_config
 
-        try:  # the full validation says which key and line is wrong
-            load_config()
-        except ConfigError as exc:
-            output.fail(str(exc), ExitStatus.CONFIG)
+        load_config()  # the full validation says which key and line is wrong
         raise
     url = resolve_secret(database_url) if isinstance(database_url, str) else None
     return open_queries(url, get_paths())
@@ -49,25 +46,39 @@ def _fmt(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
+ID_TAIL = 6  # request ids are random: their last characters tell rows apart (--json has all)
+
+
 def render_rows(rows: list[dict[str, Any]]) -> None:
+    """The log as a table that fits 80 columns: nothing is cut short with an ellipsis; a long
+    model or project name wraps instead."""
     from memproxy_cli.cli.data_table import DataTable
 
-    table = DataTable(box=None, header_style="bold")
-    for name in ("time", "project", "model", "status", "http", "in", "out", "cost $", "ms", "id"):
-        numeric = name in {"http", "in", "out", "cost $", "ms"}
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=name == "time")
+    table = DataTable(box=None, header_style="bold", pad_edge=False, collapse_padding=True)
+    table.add_column("time", no_wrap=True)
+    table.add_column("project", overflow="fold")
+    table.add_column("model", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("cost $", justify="right", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    today = datetime.now().date()
+    same_day = all(datetime.fromtimestamp(r["started_at"]).date() == today for r in rows)
+    stamp = "%H:%M:%S" if same_day else "%m-%d %H:%M"
     for r in rows:
+        status = (
+            r["status"] if r["http_status"] in (200, None) else f"{r['status']} {r['http_status']}"
+        )
         table.add_row(
-            datetime.fromtimestamp(r["started_at"]).strftime("%m-%d %H:%M:%S"),
+            datetime.fromtimestamp(r["started_at"]).strftime(stamp),
             r["project"] or "-",
             r["model"] or "-",
-            r["status"],
-            _fmt(r["http_status"]),
-            _fmt(r["prompt_tokens"]),
-            _fmt(r["completion_tokens"]),
-            _fmt(r["cost_usd"], ".6f"),
+            status,
+            f"{_fmt(r['prompt_tokens'])}/{_fmt(r['completion_tokens'])}",
+            _fmt(r["cost_usd"], ".4f"),
             _fmt(r["latency_ms"], ".0f"),
-            r["request_id"],
+            r["request_id"][-ID_TAIL:],
         )
     output.out.print(table)
 

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from memproxy_cli import __version__
 from memproxy_cli.cli.context import ExitStatus, output
-from memproxy_cli.paths import UnsafeHome
+
+
+class _Group(TyperGroup):
+    """Runs a command and turns the errors it raises into exit codes, in one place."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            status = exit_status_of(exc)
+            if status is None:
+                raise
+            output.fail(str(exc), status)
+
 
 app = typer.Typer(
+    cls=_Group,
     name="memproxy",
     help="Local LLM gateway with per-project memory and an honest spend log.\n\n"
     "Example: memproxy up && memproxy attach my-app",
@@ -79,9 +95,28 @@ def main() -> None:
         import_help_formatter()
     try:
         app(prog_name="memproxy")
-    except UnsafeHome as exc:  # raised where a command first creates its directories
-        output.say(f"[bold red]error:[/] {exc}")
-        raise SystemExit(int(ExitStatus.ERROR)) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+# The one place errors become exit codes. By qualified name, so that naming an error does not
+# import its module (the config model alone costs a command ~100 ms).
+EXIT_STATUS: dict[str, ExitStatus] = {
+    "memproxy_cli.config.ConfigError": ExitStatus.CONFIG,
+    "memproxy_cli.daemon.client.DaemonUnavailable": ExitStatus.DAEMON,
+    "memproxy_cli.daemon.process.StartError": ExitStatus.DAEMON,
+    "memproxy_cli.daemon.process.NotMemproxy": ExitStatus.DAEMON,
+    "memproxy_cli.registry.RegistryError": ExitStatus.ERROR,
+    "memproxy_cli.paths.UnsafeHome": ExitStatus.ERROR,
+}
+
+
+def exit_status_of(exc: BaseException) -> ExitStatus | None:
+    for cls in type(exc).__mro__:
+        found = EXIT_STATUS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if found is not None:
+            return found
+    return None
 
 
 def asks_for_help(args: list[str]) -> bool:

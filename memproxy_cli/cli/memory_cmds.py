@@ -23,14 +23,11 @@ OUTPUT = typer.Option(None, "--output", "-o", help="Write here, not stdout.")
 
 
 def _backend(project: str) -> MemoryBackend | None:
-    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.config import load_config
     from memproxy_cli.memory.admin import open_backend
     from memproxy_cli.paths import get_paths
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        output.fail(str(exc), ExitStatus.CONFIG)
+    config = load_config()
     return open_backend(config, get_paths(), project)
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from memproxy_cli.cli.context import ExitStatus, output
+from memproxy_cli.cli.context import output
 
 if TYPE_CHECKING:
     from memproxy_cli.registry import Entry, PortState
@@ -24,13 +24,10 @@ def ports(
     Example: memproxy ports --json
     """
     from memproxy_cli.paths import get_paths
-    from memproxy_cli.registry import PortRegistry, RegistryError, port_states, read_pidfile
+    from memproxy_cli.registry import PortRegistry, port_states, read_pidfile
 
     paths = get_paths()
-    try:
-        entries = PortRegistry(paths).entries()
-    except RegistryError as exc:
-        output.fail(str(exc), ExitStatus.ERROR)
+    entries = PortRegistry(paths).entries()
     states = port_states([e.port for e in entries], read_pidfile(paths.pidfile))
     rows = list(zip(entries, states, strict=True))
     if as_json:

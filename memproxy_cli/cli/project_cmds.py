@@ -13,17 +13,14 @@ from memproxy_cli.cli.context import ExitStatus, output
 
 
 def _ensure_daemon() -> None:
-    from memproxy_cli.config import ConfigError, load_config
+    from memproxy_cli.config import load_config
     from memproxy_cli.daemon import process
     from memproxy_cli.paths import get_paths
 
     paths = get_paths()
     if process.read_info(paths) is not None:
         return
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        output.fail(str(exc), ExitStatus.CONFIG)
+    config = load_config()
     from memproxy_cli.cli.daemon_cmds import start_daemon
 
     info = start_daemon(paths, config, None)
@@ -36,10 +33,7 @@ def attach_project(project: str, port: int | None) -> dict[str, Any]:
     from memproxy_cli.paths import get_paths
 
     _ensure_daemon()
-    try:
-        code, data = client.call(get_paths(), "POST", "/attach", {"project": project, "port": port})
-    except client.DaemonUnavailable as exc:
-        output.fail(str(exc), ExitStatus.DAEMON)
+    code, data = client.call(get_paths(), "POST", "/attach", {"project": project, "port": port})
     if code != 200:
         output.fail(str(data.get("error", data)))
     from memproxy_cli.local_token import read_local_token
@@ -115,17 +109,14 @@ def detach(
     """
     from memproxy_cli.daemon import client
     from memproxy_cli.paths import get_paths
-    from memproxy_cli.registry import PortRegistry, RegistryError
+    from memproxy_cli.registry import PortRegistry
 
     paths = get_paths()
     try:
         _, data = client.call(paths, "POST", "/detach", {"project": project})
         released = bool(data.get("released"))
-    except client.DaemonUnavailable:
-        try:
-            released = PortRegistry(paths).release(project)
-        except RegistryError as exc:
-            output.fail(str(exc))
+    except client.DaemonUnavailable:  # no daemon: free the port in the registry itself
+        released = PortRegistry(paths).release(project)
     if not released:
         output.fail(f"project {project!r} is not attached", ExitStatus.NOT_FOUND)
     output.say(f"detached {project}")
@@ -137,7 +128,8 @@ def run(
     ),
     command: list[str] = typer.Argument(..., help="The command, after --."),
 ) -> None:
-    """Run a command with ANTHROPIC_BASE_URL and OPENAI_BASE_URL set to PROJECT's listener.
+    """Run a command with ANTHROPIC_BASE_URL, OPENAI_BASE_URL and GOOGLE_GEMINI_BASE_URL set to
+    PROJECT's listener.
 
     With server.local_token on, the command also gets the token (MEMPROXY_TOKEN,
     ANTHROPIC_CUSTOM_HEADERS, OPENAI_API_KEY).
@@ -159,7 +151,12 @@ def run(
     from memproxy_cli.local_token import client_env, read_local_token
 
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ANTHROPIC_BASE_URL": base, "OPENAI_BASE_URL": f"{base}/v1"}
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": base,
+        "OPENAI_BASE_URL": f"{base}/v1",
+        "GOOGLE_GEMINI_BASE_URL": base,
+    }
     token = read_local_token(paths)
     if token:
         env.update(client_env(token, env))

@@ -14,18 +14,18 @@ GROUPS = ("project", "model", "day")
 
 def render_totals(by: str, rows: list[dict[str, Any]]) -> None:
     from memproxy_cli.cli.data_table import DataTable
-    from memproxy_cli.store.queries import COUNT_COLUMNS
+    from memproxy_cli.store.rows import DAILY_COUNTERS
 
     table = DataTable(box=None, header_style="bold", show_footer=len(rows) > 1)
-    total = {k: sum(r[k] for r in rows) for k in (*COUNT_COLUMNS, "cost_usd")}
+    total = {k: sum(r[k] for r in rows) for k in (*DAILY_COUNTERS, "cost_usd")}
     table.add_column(by, footer="total")
-    for name in COUNT_COLUMNS:
+    for name in DAILY_COUNTERS:
         label = name.removesuffix("_tokens").replace("_", " ")
         table.add_column(label, justify="right", footer=str(total[name]))
     table.add_column("cost $", justify="right", footer=f"{total['cost_usd']:.4f}")
     for r in rows:
         table.add_row(
-            r["key"] or "(none)", *(str(r[k]) for k in COUNT_COLUMNS), f"{r['cost_usd']:.4f}"
+            r["key"] or "(none)", *(str(r[k]) for k in DAILY_COUNTERS), f"{r['cost_usd']:.4f}"
         )
     output.out.print(table)
 

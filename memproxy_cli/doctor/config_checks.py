@@ -23,12 +23,28 @@ class ConfigOutcome:
 
 def check_config(explicit: str | None = None) -> ConfigOutcome:
     from memproxy_cli.config import Config, ConfigError, config_path, load_config
+    from memproxy_cli.config_file import misplaced_configs
+    from memproxy_cli.paths import get_paths
 
     path = config_path(explicit)
     if path is None:
-        return ConfigOutcome(
-            [ok("config", "no config file; using the built-in defaults")], Config()
-        )
+        default = get_paths().default_config
+        misplaced = misplaced_configs(explicit)
+        if misplaced:
+            names = ", ".join(str(p) for p in misplaced)
+            return ConfigOutcome(
+                [
+                    warn(
+                        "config",
+                        f"no config file at {default}, but found {names}, which memproxy "
+                        "does not read; running on the built-in defaults",
+                        f"move it to {default}, or pass --config / set MEMPROXY_CONFIG",
+                    )
+                ],
+                Config(),
+            )
+        message = f"no config file at {default}; using the built-in defaults"
+        return ConfigOutcome([ok("config", message)], Config())
     try:
         config = load_config(path)
     except ConfigError as exc:

@@ -28,7 +28,7 @@ def check_memory(
     }
     results: list[CheckResult] = []
     if "local" in backends:
-        results.append(local_store(Path(config.memory.local.path or paths.memory_db)))
+        results.append(local_store(paths.local_memory(config.memory.local.path)))
     if "supermemory" in backends:
         results.append(supermemory(config, offline, timeout_s))
     return results or [skip("memory", "memory.backend is none")]

@@ -1,38 +1,42 @@
-"""Store: the SQLite spend log opens, passes its integrity check, is migrated; spill pending.
+"""Store: the spend log opens, passes its integrity check, is migrated; spill pending.
 
-Uses the standard library on `paths.spend_db` so it works without the store's engine.
+Uses the store's own read side (`store.queries`), so SQLite and PostgreSQL are checked alike.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memproxy_cli.doctor.redact import safe_url
-from memproxy_cli.doctor.result import CheckResult, fail, ok, skip, warn
+from memproxy_cli.doctor.result import CheckResult, fail, ok, warn
 from memproxy_cli.paths import Paths
+
+if TYPE_CHECKING:
+    from memproxy_cli.store.queries import SpendQueries
 
 MIGRATIONS_TABLE = "_memproxy_migrations"
 
 
 def check_store(paths: Paths, database_url: str | None) -> list[CheckResult]:
-    if database_url and not database_url.startswith("sqlite"):
-        found = f"database_url is {safe_url(database_url)}; doctor checks the SQLite store only"
-        return [skip("store", found), spill_pending(paths.spill_file)]
+    from memproxy_cli.store.engine import is_postgres
+    from memproxy_cli.store.queries import open_queries
+
+    where = safe_url(database_url) if database_url and is_postgres(database_url) else None
     db = _sqlite_file(database_url) or paths.spend_db
-    if not db.exists():
+    if where is None and not db.exists():
         return [
             ok("store", f"{db} not created yet (the daemon creates it)"),
             spill_pending(paths.spill_file),
         ]
+    name = where or str(db)
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=2.0)
-    except sqlite3.Error as exc:
-        return [fail("store", f"{db} does not open: {exc}", f"check the permissions of {db}")]
-    try:
-        return [integrity(conn, db), migrations(conn, db), spill_pending(paths.spill_file)]
-    finally:
-        conn.close()
+        queries = open_queries(database_url, paths)
+        checks = [integrity(queries, name), migrations(queries, name)]
+    except Exception as exc:  # any driver error: what the user needs is the store and the reason
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return [fail("store", f"{name} does not open: {reason}", _restore_fix(name))]
+    return [*checks, spill_pending(paths.spill_file)]
 
 
 def _sqlite_file(database_url: str | None) -> Path | None:
@@ -43,47 +47,36 @@ def _sqlite_file(database_url: str | None) -> Path | None:
     return Path(rest[1:]) if rest.startswith("/") and len(rest) > 1 else None
 
 
-def integrity(conn: sqlite3.Connection, db: Path) -> CheckResult:
-    try:
-        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
-    except sqlite3.Error as exc:
-        return fail("store integrity", f"{db}: {exc}", _restore_fix(db))
-    if rows == ["ok"]:
-        return ok("store integrity", f"{db} passes PRAGMA integrity_check")
-    return fail("store integrity", f"{db}: " + "; ".join(rows[:3]), _restore_fix(db))
+def integrity(queries: SpendQueries, name: str) -> CheckResult:
+    found = queries.integrity_check()
+    if found == "ok":
+        return ok("store integrity", f"{name} passes its integrity check")
+    return fail("store integrity", f"{name}: {found[:300]}", _restore_fix(name))
 
 
-def _restore_fix(db: Path) -> str:
-    return f"stop memproxy, move {db} aside (mv {db} {db}.broken) and `memproxy up` to start afresh"
+def _restore_fix(name: str) -> str:
+    if "://" in name:
+        return f"check that {name} is reachable and the user may read it"
+    return f"stop memproxy, move {name} aside (mv {name} {name}.broken) and `memproxy up` afresh"
 
 
-def _expected_migrations() -> list[str] | None:
-    import importlib
+def _expected_migrations() -> list[str]:
+    from memproxy_cli.store.migrations import migration_names
 
-    try:  # the store package may be older than this check
-        migrations = importlib.import_module("memproxy_cli.store.migrations")
-    except ImportError:
-        return None
-    names = getattr(migrations, "migration_names", None)
-    return [str(n) for n in names()] if callable(names) else None
+    return migration_names()
 
 
-def migrations(conn: sqlite3.Connection, db: Path) -> CheckResult:
-    try:
-        rows = conn.execute("SELECT name FROM _memproxy_migrations").fetchall()
-    except sqlite3.Error:
+def migrations(queries: SpendQueries, name: str) -> CheckResult:
+    if not queries.is_memproxy_store():
         return fail(
             "store migrations",
-            f"{db} has no {MIGRATIONS_TABLE} table: not a memproxy store",
-            _restore_fix(db),
+            f"{name} has no {MIGRATIONS_TABLE} table: not a memproxy store",
+            _restore_fix(name),
         )
-    applied = {str(r[0]) for r in rows}
-    expected = _expected_migrations()
-    if expected is None:
-        return warn("store migrations", f"{len(applied)} applied; expected set unknown", None)
-    pending = [n for n in expected if n not in applied]
+    applied = set(queries.applied_migrations())
+    pending = [n for n in _expected_migrations() if n not in applied]
     if not pending:
-        return ok("store migrations", f"current ({len(expected)} applied)")
+        return ok("store migrations", f"current ({len(applied)} applied)")
     return warn(
         "store migrations",
         f"{len(pending)} pending: {', '.join(pending)}",

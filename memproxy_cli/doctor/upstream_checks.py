@@ -49,7 +49,7 @@ def targets(config: Config) -> tuple[list[Target], list[str]]:
         params = entry.litellm_params
         provider = provider_of(params.model)[0] or "openai"
         protocol = protocol_of(provider)
-        if protocol is None:
+        if protocol is None or protocol not in defaults:  # no light probe for Gemini yet
             unprobed.append(f"{entry.model_name} ({provider})")
             continue
         base = (params.api_base or defaults[protocol]).rstrip("/")

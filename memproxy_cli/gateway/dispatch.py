@@ -269,4 +269,5 @@ def upstream_call(ex: Exchange, route: Route) -> UpstreamCall:
         traceparent=ex.traceparent,
         model=ex.row.model or "",
         timing=ex.timing,
+        method=request.method,
     )

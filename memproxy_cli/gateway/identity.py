@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.client_ua import parse_client
-from memproxy_cli.names import USER_ID_RULE, is_project_name, is_user_id
+from memproxy_cli.names import PROJECT_RULE, USER_ID_RULE, is_project_name, is_user_id
 
 if TYPE_CHECKING:
     from memproxy_cli.config import UserIdMappings
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 USER_ID_HEADER = "x-memory-user-id"
 PROJECT_HEADER = "x-memproxy-project"
 INSTANCE_HEADER = "x-pycharm-instance"
-SESSION_HEADER = "x-claude-code-session-id"
+# The session headers coding clients send, first match wins: Claude Code, Codex CLI, opencode.
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "x-opencode-session")
 
 # Header values end up in log rows: printable, bounded.
 _RECORDABLE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
@@ -88,7 +89,7 @@ def resolve_identity(
         client=client,
         client_version=version,
         client_instance=_recordable(lowered.get(INSTANCE_HEADER)),
-        client_session=_recordable(lowered.get(SESSION_HEADER)),
+        client_session=_session(lowered),
     )
 
 
@@ -103,6 +104,14 @@ def _only_own_project(claimed: str | None, listener_project: str) -> None:
         "project_mismatch",
         row_status="rejected",
     )
+
+
+def _session(headers: Mapping[str, str]) -> str | None:
+    for name in SESSION_HEADERS:
+        value = headers.get(name)
+        if value:
+            return _recordable(value)
+    return None
 
 
 def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -134,7 +143,13 @@ def _user_id(value: str | None) -> str | None:
 
 
 def _project(value: str | None) -> str | None:
-    if value is None:
+    """The project a request names; a malformed name is refused rather than dropped (dropping
+    it would file the request, its memories and its spend under no project at all)."""
+    if value is None or not value.strip():
         return None
     value = value.strip()
-    return value if is_project_name(value) else None
+    if not is_project_name(value):
+        raise GatewayError(
+            400, f"invalid {PROJECT_HEADER} header: use {PROJECT_RULE}", "invalid_project"
+        )
+    return value

@@ -1,7 +1,7 @@
 """`GET /v1/models` and `GET /v1/models/{id}`, in OpenAI's shape or Anthropic's.
 
 Anthropic clients send `anthropic-version` (or an `x-api-key`): they get Anthropic's list and
-error shapes; everyone else gets OpenAI's.
+error shapes; Gemini clients (`x-goog-api-key`) get Gemini's; everyone else gets OpenAI's.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from aiohttp import web
 from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
+from memproxy_cli.gateway import gemini_calls
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.state import STATE, GatewayState
 
@@ -39,6 +40,8 @@ def _json(body: Any) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
+    if "x-goog-api-key" in request.headers:  # google-genai 3 lists models at /v1/models
+        return await gemini_calls.models(request)
     state = request.app[STATE]
     family = _family(request)
     data = [_entry(family, n, int(state.started_at)) for n in state.router.model_names()]
@@ -51,6 +54,8 @@ async def models(request: web.Request) -> web.Response:
 
 async def model(request: web.Request) -> web.Response:
     """One model: a configured one, the echo model, or one whose provider its name tells."""
+    if "x-goog-api-key" in request.headers:
+        return await gemini_calls.model(request)
     state = request.app[STATE]
     family = _family(request)
     name = request.match_info["model"]

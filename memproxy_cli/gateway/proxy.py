@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,9 +23,13 @@ from memproxy_cli.upstream.deployments import ModelGroup, deployment_for
 from memproxy_cli.upstream.routing import Route
 
 log = logging.getLogger("memproxy.request")
+Serve = Callable[[Exchange, GatewayState], Awaitable[web.StreamResponse]]
 
 
-async def handle(request: web.Request, family: ApiFamily) -> web.StreamResponse:
+async def handle(
+    request: web.Request, family: ApiFamily, serve: Serve | None = None
+) -> web.StreamResponse:
+    """One request, served by `serve` (default: the whole request path), with its row."""
     state = request.app[STATE]
     ex = Exchange(
         request=request,
@@ -36,7 +41,7 @@ async def handle(request: web.Request, family: ApiFamily) -> web.StreamResponse:
     state.inflight += 1
     state.requests_total += 1
     try:
-        return await _serve(ex, state)
+        return await (serve or _serve)(ex, state)
     except GatewayError as err:
         ex.row.status, ex.row.http_status, ex.row.error = err.row_status, err.status, err.message
         headers = {**ex.response_headers, **err.headers}
@@ -66,11 +71,11 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     ex.row.model = model
     ex.stream = family.is_stream(request.match_info, request.query, ex.body)
     ex.row.stream = ex.stream
-    _identify(ex, state)
+    identify(ex, state)
     _authorize(ex, state, model)
     ex.traceparent, ex.row.trace_id = traceparent_for(request.headers.get("traceparent"))
     if config.gateway_url:
-        return await _serve_edge(ex, state, config.gateway_url)
+        return await serve_edge(ex, state, config.gateway_url)
     group = state.groups.group(model, family.wire)
     if group is None:
         raise GatewayError(
@@ -92,7 +97,7 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     return await relay(ex, up, state.config.server)
 
 
-async def _serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web.StreamResponse:
+async def serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web.StreamResponse:
     """Edge mode: the shared gateway routes, remembers and accounts; we add who is calling."""
     route = Route(kind="edge", model=ex.row.model or "", provider="edge", base_url=gateway_url)
     ex.route = route
@@ -103,7 +108,7 @@ async def _serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> we
     return await relay(ex, up, state.config.server)
 
 
-def _identify(ex: Exchange, state: GatewayState) -> None:
+def identify(ex: Exchange, state: GatewayState) -> None:
     port = _local_port(ex.request)
     listener_project = state.port_projects.get(port) if port is not None else None
     if listener_project is None and state.main_port is not None and port != state.main_port:
@@ -190,6 +195,8 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
         tally.cache_read_tokens,
         tally.cache_write_tokens,
     )
+    if tally.failure and row.status == "ok":
+        row.status, row.error = "error", tally.failure[:500]
     route = ex.route
     if state.pricing is not None and route is not None and route.kind != "echo":
         row.cost_usd = state.pricing(row, route.litellm_model)

@@ -16,7 +16,7 @@ from memproxy_cli.api.family import ApiFamily, Endpoint
 from memproxy_cli.api.registry import FAMILIES, family_for_path
 from memproxy_cli.api.tally import estimate_tokens
 from memproxy_cli.errors import GatewayError, RowStatus
-from memproxy_cli.gateway import model_list, proxy
+from memproxy_cli.gateway import gemini_calls, model_list, plain, proxy
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
@@ -128,7 +128,14 @@ def _listener_project(request: web.Request) -> str | None:
 
 
 def _add(app: web.Application, family: ApiFamily, endpoint: Endpoint) -> None:
-    handlers: dict[str, Handler] = {"generate": _generate(family), "count_tokens": count_tokens}
+    handlers: dict[str, Handler] = {
+        "generate": _generate(family),
+        "relay": plain.handler_for(family),
+        "count_tokens": count_tokens,
+        "gemini_count_tokens": gemini_calls.count_tokens,
+        "gemini_models": gemini_calls.models,
+        "gemini_model": gemini_calls.model,
+    }
     app.router.add_route(endpoint.method, endpoint.path, handlers[endpoint.action])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from memproxy_cli.config import Config
@@ -15,17 +14,12 @@ from memproxy_cli.paths import Paths
 T = TypeVar("T")
 
 
-def local_path(config: Config, paths: Paths) -> Path:
-    configured = config.memory.local.path
-    return Path(configured).expanduser() if configured else paths.memory_db
-
-
 def open_backend(config: Config, paths: Paths, project: str | None) -> MemoryBackend | None:
     """The project's backend, or None when memory is off or the local store does not exist yet."""
     from memproxy_cli.memory.service import MemoryService
 
     settings = config.memory_for(project)
-    if settings.backend == "local" and not local_path(config, paths).exists():
+    if settings.backend == "local" and not paths.local_memory(config.memory.local.path).exists():
         return None
     return MemoryService(config, paths).backend_for(settings)
 

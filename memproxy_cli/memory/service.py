@@ -103,12 +103,10 @@ class MemoryService:
                 base_url=sm.base_url,
                 http_client=self._http_client,
             )
-        from pathlib import Path
-
         from memproxy_cli.memory.local import LocalMemoryBackend
 
         local = self._config.memory.local
-        path = Path(local.path).expanduser() if local.path else self._paths.memory_db
+        path = self._paths.local_memory(local.path)
         return LocalMemoryBackend(
             path, half_life_days=local.recency_half_life_days, store_linger_s=STORE_LINGER_S
         )

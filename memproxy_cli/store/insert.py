@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from memproxy_cli.errors import RowStatus
 from memproxy_cli.store.models import daily_spend, request_log
-from memproxy_cli.store.queries import COUNT_COLUMNS
-from memproxy_cli.store.rows import RequestRow
+from memproxy_cli.store.rows import DAILY_COUNTERS, TOKEN_COUNTERS, RequestRow
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.engine import Engine
 
-_SUMMED = (*COUNT_COLUMNS, "cost_usd")
+_SUMMED = (*DAILY_COUNTERS, "cost_usd")
+_tokens_of = attrgetter(*TOKEN_COUNTERS)
 _COLUMNS = tuple(c.name for c in request_log.columns if c.name != "id")
 _values_of = attrgetter(*_COLUMNS)
 _EXTRA = _COLUMNS.index("extra")
@@ -189,11 +190,9 @@ def daily_totals(rows: Sequence[RequestRow]) -> list[dict[str, Any]]:
             t = totals[key] = dict.fromkeys(_SUMMED, 0)
             t.update(day=key[0], project=key[1], model=key[2], cost_usd=0.0)
         t["requests"] += 1
-        t["failures"] += 0 if r.status == "ok" else 1
-        t["prompt_tokens"] += r.prompt_tokens or 0
-        t["completion_tokens"] += r.completion_tokens or 0
-        t["cache_read_tokens"] += r.cache_read_tokens or 0
-        t["cache_write_tokens"] += r.cache_write_tokens or 0
+        t["failures"] += 0 if r.status == RowStatus.OK else 1
+        for name, value in zip(TOKEN_COUNTERS, _tokens_of(r), strict=True):
+            t[name] += value or 0
         t["cost_usd"] += r.cost_usd or 0.0
     return list(totals.values())
 

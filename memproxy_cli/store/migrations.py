@@ -105,8 +105,14 @@ def m002_client_identity(conn: Connection) -> None:
     Index("ix_request_log_trace_id", table.c.trace_id).create(conn)
 
 
+def m003_no_trace_id_index(conn: Connection) -> None:
+    """Trace ids are random: indexing them cost every insert a random page write, and nothing
+    looks rows up by trace id (a trace backend does)."""
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_request_log_trace_id")
+
+
 Migration = Callable[["Connection"], None]
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_client_identity)
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_client_identity, m003_no_trace_id_index)
 
 
 def migration_names() -> list[str]:

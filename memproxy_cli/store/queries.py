@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from memproxy_cli.paths import Paths
+from memproxy_cli.store.rows import DAILY_COUNTERS
 
 GroupBy = Literal["project", "model", "day"]
 
@@ -31,6 +32,7 @@ _AFTER = """SELECT * FROM request_log WHERE id > :last_id
   AND started_at >= :since
   ORDER BY id LIMIT :n"""
 _LAST_ID = "SELECT MAX(id) AS last_id FROM request_log"
+# Literal SQL; tests/test_store_queries.py pins its sums to store/rows.py's counters.
 _TOTALS: dict[str, str] = {
     "project": """SELECT project AS key, SUM(requests) AS requests, SUM(failures) AS failures,
   SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
@@ -52,14 +54,6 @@ _PROJECT_COSTS = (
     "SELECT project, SUM(cost_usd) AS cost_usd FROM daily_spend "
     "WHERE day >= :since_day GROUP BY project"
 )
-COUNT_COLUMNS = (
-    "requests",
-    "failures",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
 _APPLIED = "SELECT name FROM _memproxy_migrations"
 
 
@@ -67,6 +61,8 @@ class _Runner(Protocol):
     def fetch(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     def integrity(self) -> str: ...
+
+    def has_table(self, name: str) -> bool: ...
 
 
 class _SqliteRunner:
@@ -92,6 +88,10 @@ class _SqliteRunner:
             raise
         finally:
             conn.close()
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = :name"
+        return bool(self.fetch(sql, {"name": name}))
 
     def integrity(self) -> str:
         conn = self._connect()
@@ -125,6 +125,10 @@ class _AlchemyRunner:
     def integrity(self) -> str:
         self.fetch("SELECT 1 AS one", {})
         return "ok"
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 AS one FROM information_schema.tables WHERE table_name = :name"
+        return bool(self.fetch(sql, {"name": name}))
 
 
 def parse_since(value: str | None, now: float | None = None) -> float:
@@ -211,7 +215,7 @@ class SpendQueries:
         rows = self._run.fetch(_TOTALS[by], {"since_day": _day(since or 0.0)})
         for r in rows:
             r["cost_usd"] = float(r["cost_usd"] or 0.0)
-            for k in COUNT_COLUMNS:
+            for k in DAILY_COUNTERS:
                 r[k] = int(r[k] or 0)
         return rows
 
@@ -222,6 +226,10 @@ class SpendQueries:
 
     def applied_migrations(self) -> list[str]:
         return [str(r["name"]) for r in self._run.fetch(_APPLIED, {})]
+
+    def is_memproxy_store(self) -> bool:
+        """The store has memproxy's migrations table (it is not some other database)."""
+        return self._run.has_table("_memproxy_migrations")
 
     def migrations_current(self) -> bool:
         from memproxy_cli.store.migrations import migration_names

@@ -1,9 +1,16 @@
-"""The request log row the gateway hands to the spend writer (one per request)."""
+"""The request log row, defined once: its fields, their column types, and the counters.
+
+The gateway fills a `RequestRow`; the `request_log` table (store/models.py), the insert
+(store/insert.py) and the totals queries (store/queries.py) are all derived from what is said
+here. Migrations stay literal, and tests/test_store_migrations.py pins them to this.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from memproxy_cli.errors import RowStatus
 
 
 @dataclass(slots=True)
@@ -24,7 +31,7 @@ class RequestRow:
     model: str | None = None
     provider: str | None = None  # openai | anthropic | echo | litellm:<provider>
     stream: bool = False
-    status: str = "ok"  # ok | error | client_disconnect | upstream_timeout | rejected
+    status: str = RowStatus.OK  # a RowStatus value
     http_status: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -40,3 +47,27 @@ class RequestRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The longest value a text column holds; fields not named here are numbers, flags or free text.
+TEXT_LENGTHS: dict[str, int] = {
+    "request_id": 128,
+    "endpoint": 200,
+    "project": 200,
+    "user_id": 200,
+    "client": 100,
+    "client_version": 100,
+    "client_instance": 200,
+    "client_session": 200,
+    "trace_id": 64,
+    "model": 200,
+    "provider": 100,
+    "status": 40,
+}
+UNBOUNDED_TEXT = frozenset({"error"})
+REQUIRED = frozenset({"request_id", "started_at", "endpoint", "stream", "status"})
+INDEXED = ("started_at", "project", "model", "status")
+
+# The token counts a row carries; the daily totals add them up, with requests and failures.
+TOKEN_COUNTERS = ("prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens")
+DAILY_COUNTERS = ("requests", "failures", *TOKEN_COUNTERS)

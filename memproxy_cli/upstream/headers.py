@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Mapping
+from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -57,22 +58,31 @@ _RELAY = (
 )
 _RELAY_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-", "openai-")
 
-_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_ENV_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
 NO_KEY = "memproxy-no-key-configured"  # what LiteLLM gets where no key may be sent
 
 
-def caller_key(headers: Mapping[str, str]) -> str | None:
-    """The credential the caller sent (x-api-key or a bearer token)."""
-    key = headers.get("x-api-key")
+def caller_key(headers: Mapping[str, str], query: str = "") -> str | None:
+    """The credential the caller sent (x-api-key, a bearer token, Gemini's x-goog-api-key or
+    its `?key=` query parameter)."""
+    key = headers.get("x-api-key") or headers.get("x-goog-api-key")
     if key:
         return key
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
+    if "key=" in query:
+        return next((v for k, v in parse_qsl(query) if k == "key" and v), None)
     return None
 
 
-def upstream_key(route: Route, incoming: Mapping[str, str], master_key_set: bool) -> str | None:
+def upstream_key(
+    route: Route, incoming: Mapping[str, str], master_key_set: bool, query: str = ""
+) -> str | None:
     """The key sent upstream, or None for none at all.
 
     A model_list api_key is the only candidate for its entry: when its os.environ/NAME is unset,
@@ -84,7 +94,7 @@ def upstream_key(route: Route, incoming: Mapping[str, str], master_key_set: bool
     if route.key_configured:
         return route.api_key
     if not master_key_set:
-        key = caller_key(incoming)
+        key = caller_key(incoming, query)
         if key:
             return key
     if not env_key_allowed(route):
@@ -98,10 +108,12 @@ def env_key_allowed(route: Route) -> bool:
     return not route.key_configured and not route.custom_base
 
 
-def litellm_key(route: Route, incoming: Mapping[str, str], master_key_set: bool) -> str | None:
+def litellm_key(
+    route: Route, incoming: Mapping[str, str], master_key_set: bool, query: str = ""
+) -> str | None:
     """`upstream_key` for LiteLLM, which reads provider variables itself when given no key:
     where no environment key may go, a placeholder that is no secret stands in for "none"."""
-    key = upstream_key(route, incoming, master_key_set)
+    key = upstream_key(route, incoming, master_key_set, query)
     if key:
         return key
     return None if env_key_allowed(route) else NO_KEY
@@ -128,6 +140,8 @@ def upstream_headers(
             else:
                 out["x-api-key"] = key
             out.setdefault("anthropic-version", "2023-06-01")
+        elif route.provider == "gemini":
+            out["x-goog-api-key"] = key
         else:
             out["authorization"] = f"Bearer {key}"
     return out
@@ -159,7 +173,7 @@ def edge_headers(
 ) -> CIMultiDict[str]:
     """Headers toward a shared team gateway: the caller's own, plus who is calling."""
     out = end_to_end(incoming)
-    for name in ("authorization", "x-api-key", "x-pycharm-instance"):
+    for name in ("authorization", "x-api-key", "x-goog-api-key", "x-pycharm-instance"):
         for value in incoming.getall(name, ()):
             out.add(name, value)
     out.setdefault("content-type", "application/json")

@@ -50,14 +50,9 @@ class LiteLLMAdapter:
         setattr(module, "drop_params", True)  # noqa: B010
         self._module = module
         log.info("litellm loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
-        try:  # the first call pays for lazy imports: pay it now, not on a user's request
-            await module.acompletion(
-                model="openai/warmup",
-                messages=[{"role": "user", "content": "hi"}],
-                mock_response="ok",
-            )
-        except Exception:
-            log.debug("litellm warm-up failed", exc_info=True)
+        # The first call pays for lazy imports (1-2 s of CPU): pay it now, in a thread, not on
+        # a user's request and not on the event loop, which keeps serving meanwhile.
+        await asyncio.to_thread(_warm_up, module)
         return module
 
     async def module(self) -> ModuleType:
@@ -75,7 +70,7 @@ class LiteLLMAdapter:
         """Translate `call` for its provider; failures become GatewayErrors without secrets."""
         route = call.route
         litellm = await self.module()
-        key = litellm_key(route, call.incoming, bool(deps.config.server.master_key))
+        key = litellm_key(route, call.incoming, bool(deps.config.server.master_key), call.query)
         common: dict[str, Any] = {
             "api_key": key,
             "api_base": route.base_url or None,
@@ -90,7 +85,7 @@ class LiteLLMAdapter:
             stream=call.stream,
             response_model=call.model,
         )
-        secrets = (key, caller_key(call.incoming))
+        secrets = (key, caller_key(call.incoming, call.query))
         started = time.perf_counter()
         try:
             result = await call.family.translate(litellm, call.body, translation)
@@ -103,6 +98,16 @@ class LiteLLMAdapter:
         if result.events is not None:
             return UpstreamResponse(200, events=_guarded(result.events, secrets))
         return UpstreamResponse(200, document=result.body)
+
+
+def _warm_up(module: ModuleType) -> None:
+    try:
+        module.completion(
+            model="openai/warmup", messages=[{"role": "user", "content": "hi"}], mock_response="ok"
+        )
+        importlib.import_module("litellm.llms.anthropic.pass_through.adapters.transformation")
+    except Exception:
+        log.debug("litellm warm-up failed", exc_info=True)
 
 
 async def _guarded(

@@ -48,9 +48,11 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
     """Relay to an upstream that speaks the client's API: the body and headers as sent."""
     route = call.route
     assert deps.sessions is not None
-    url = route.endpoint_url(call.family.upstream_path(route.upstream_model, call.stream))
-    if call.query:
-        url += "?" + call.query
+    path = call.upstream_path or call.family.upstream_path(route.upstream_model, call.stream)
+    url = route.endpoint_url(path)
+    query = call.family.upstream_query(call.query)
+    if query:
+        url += "?" + query
     origin = origin_of(url)
     if not deps.limiter.try_acquire(origin):
         raise GatewayError(
@@ -60,7 +62,7 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
             headers={"Retry-After": "1"},
         )
     try:
-        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key))
+        key = upstream_key(route, call.incoming, bool(deps.config.server.master_key), call.query)
         headers = upstream_headers(route, call.incoming, key, call.traceparent)
         resp = await _send(call, deps, url, headers)
         secrets = (key, route.api_key)
@@ -80,7 +82,7 @@ _CLOUDFLARE_REFUSALS = frozenset(
 async def _send(
     call: UpstreamCall, deps: UpstreamDeps, url: str, headers: CIMultiDict[str]
 ) -> aiohttp.ClientResponse:
-    """One POST; a failure is a GatewayError (the routing layer decides whether to retry)."""
+    """One request; a failure is a GatewayError (the routing layer decides whether to retry)."""
     server = deps.config.server
     assert deps.sessions is not None
     session = deps.sessions.session_for(url)
@@ -91,7 +93,9 @@ async def _send(
     )
     started = time.perf_counter()
     try:
-        return await session.post(url, data=call.payload, headers=headers, timeout=timeout)
+        return await session.request(
+            call.method, url, data=call.payload or None, headers=headers, timeout=timeout
+        )
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(
             502,

@@ -22,6 +22,7 @@ _OPENAI_COMPATIBLE = frozenset(
 _ANTHROPIC_NATIVE = frozenset({"anthropic"})
 _OPENAI_NAMES = re.compile(r"^(gpt-|o\d|chatgpt-|ft:gpt-|davinci|babbage|text-embedding-)")
 _ANTHROPIC_NAMES = re.compile(r"^claude-")
+_GEMINI_NAMES = re.compile(r"^gemini-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,9 @@ def join_base(base: str, provider: str, path: str) -> str:
     prefix = url.path.rstrip("/")
     if provider == "anthropic" and prefix.endswith("/v1"):
         prefix = prefix[: -len("/v1")]
-    if provider == "anthropic" or not prefix:
+    if provider == "gemini":
+        prefix = prefix or "/v1beta"
+    elif provider == "anthropic" or not prefix:
         prefix += "/v1"
     return str(url.with_path(prefix + path, encoded=False))
 
@@ -66,6 +69,8 @@ def provider_of(model: str) -> tuple[str, str]:
         return "anthropic", model
     if _OPENAI_NAMES.match(model):
         return "openai", model
+    if _GEMINI_NAMES.match(model):
+        return "gemini", model
     return "", model
 
 
@@ -74,6 +79,8 @@ def protocol_of(provider: str) -> Wire | None:
         return "openai"
     if provider in _ANTHROPIC_NATIVE:
         return "anthropic"
+    if provider == "gemini":
+        return "gemini"
     return None
 
 
@@ -90,10 +97,12 @@ class Router:
         self._cache: dict[tuple[str, str], Route | None] = {}
 
     def always_translates(self) -> bool:
-        """Whether a configured model speaks neither API (Gemini, Bedrock...): LiteLLM is sure
-        to be needed, so it is worth loading before the first request rather than on it."""
+        """Whether a configured model speaks neither the OpenAI nor the Anthropic API (Gemini,
+        Bedrock...): chat and Messages clients need LiteLLM for it, so it is worth loading
+        before the first request rather than on it."""
         return any(
-            protocol_of(provider_of(e.litellm_params.model)[0] or "openai") is None
+            protocol_of(provider_of(e.litellm_params.model)[0] or "openai")
+            not in ("openai", "anthropic")
             for e in self._config.model_list
         )
 
@@ -129,6 +138,8 @@ class Router:
         provider = provider or "openai"
         protocol = protocol_of(provider)
         base = params.api_base or self._default_base(protocol)
+        if base and protocol == "gemini":
+            base = versioned_gemini_base(base)
         extra = {
             k: v for k, v in (params.model_extra or {}).items() if k not in {"model", "api_base"}
         }
@@ -162,9 +173,27 @@ class Router:
             litellm_model=f"{provider}/{bare}",
         )
 
+    def default_route(self, api: Wire) -> Route | None:
+        """Where a request that names no model goes (e.g. a stored OpenAI response)."""
+        base = self._default_base(api)
+        if not base:
+            return None
+        return Route(kind="passthrough", model="", provider=api, base_url=base)
+
     def _default_base(self, protocol: Wire | None) -> str | None:
         if protocol == "openai":
             return self._config.upstreams.openai
         if protocol == "anthropic":
             return self._config.upstreams.anthropic
+        if protocol == "gemini":
+            return versioned_gemini_base(self._config.upstreams.gemini)
         return None
+
+
+def versioned_gemini_base(base: str) -> str:
+    """A Gemini base with its API version (`/v1beta` when it names none), the form LiteLLM's
+    gemini provider expects as api_base and passthrough joins `/models/...` to."""
+    url = URL(base)
+    if url.path.rstrip("/"):
+        return base.rstrip("/")
+    return str(url.with_path("/v1beta"))

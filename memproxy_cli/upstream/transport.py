@@ -45,6 +45,8 @@ class UpstreamCall:
     traceparent: str
     model: str  # the name the client asked for
     timing: Timing = field(default_factory=Timing)
+    method: str = "POST"
+    upstream_path: str = ""  # the path on the upstream's base; default: the family's
 
 
 @dataclass(slots=True)
