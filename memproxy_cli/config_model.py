@@ -421,6 +421,31 @@ class LoggingConfig(_Model):
     )
 
 
+class ObservabilityConfig(_Model):
+    otlp_endpoint: str | None = Field(
+        None,
+        description=(
+            "OpenTelemetry collector to send spans to over OTLP/HTTP, e.g. http://127.0.0.1:4318 "
+            "(/v1/traces is added). Unset: the standard OTEL_EXPORTER_OTLP_ENDPOINT or "
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variable, and no tracing without one. Needs "
+            "`pip install memproxy[otel]`; read at start."
+        ),
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans (unset: OTEL_SERVICE_NAME, else memproxy)."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description=(
+            "Also serve GET /metrics on this port of server.host, and nothing else there; it asks "
+            "for no key, so keep it where only your Prometheus reaches. /metrics on the main "
+            "listener stays behind the master key (or local token). Read at start."
+        ),
+    )
+
+
 class Config(_Model):
     server: ServerConfig = Field(
         default_factory=ServerConfig,
@@ -478,6 +503,10 @@ class Config(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Daemon logging.")
     gateway_url: str | None = Field(
         None, description="Run as an edge: forward every request to this shared team gateway."
+    )
+    observability: ObservabilityConfig = Field(
+        default_factory=ObservabilityConfig,
+        description="OpenTelemetry traces and the Prometheus /metrics endpoint.",
     )
 
     source: str | None = Field(None, exclude=True)

@@ -56,6 +56,11 @@ def test_plain_commands_import_neither_rich_nor_heavy_packages(args: tuple[str, 
     assert loaded(modules, ("http", "email", "ssl")) == []  # no daemon to ask
 
 
+@pytest.mark.parametrize("args", [("top",), ("top", "--json"), ("spend", "--chart")])
+def test_top_and_the_chart_import_no_heavy_packages(args: tuple[str, ...]) -> None:
+    assert loaded(modules_after(*args), (*HEAVY, "opentelemetry")) == []
+
+
 def test_logs_reads_the_store_without_heavy_packages() -> None:
     modules = modules_after("logs", "-n", "20")
     assert "sqlite3" in modules and "rich.table" in modules

@@ -64,6 +64,7 @@ def _register() -> None:
         project_cmds,
         sessions_cmds,
         spend_cmds,
+        top_cmds,
     )
 
     modules = (
@@ -72,6 +73,7 @@ def _register() -> None:
         ports_cmds,
         logs_cmds,
         spend_cmds,
+        top_cmds,
         memory_cmds,
         sessions_cmds,
         doctor_cmds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -30,17 +31,50 @@ def render_totals(by: str, rows: list[dict[str, Any]]) -> None:
     output.out.print(table)
 
 
+def render_chart(by: str, rows: list[dict[str, Any]], tokens: bool) -> None:
+    """Cost (or tokens) per UTC day as bars, one line per project or model of each day."""
+    from memproxy_cli.cli.bar_chart import chart
+
+    field = "tokens" if tokens else "cost_usd"
+    if by == "day":
+        per_day: dict[str, float] = {}
+        for r in rows:
+            per_day[r["day"]] = per_day.get(r["day"], 0) + r[field]
+        points = [(day, "", value) for day, value in per_day.items()]
+    else:
+        points = [(r["day"], r["key"], r[field]) for r in rows]
+    fmt = (lambda v: f"{int(v)} tokens") if tokens else (lambda v: f"${v:.4f}")
+    lines = chart(points, fmt)  # cells are printable already; never read as markup
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
 def spend(
     by: str = typer.Option("project", "--by", help="Group by project, model or day."),
     since: str | None = typer.Option(None, "--since", help="1h, 2d or a date; whole UTC days."),
+    chart: bool = typer.Option(
+        False, "--chart", help="Cost per day as a bar chart, a bar per project or model."
+    ),
+    tokens: bool = typer.Option(False, "--tokens", help="With --chart: tokens instead of cost."),
     as_json: bool = typer.Option(False, "--json", help="One JSON list."),
 ) -> None:
     """Show cost and token totals.
 
     Example: memproxy spend --by model --since 7d
+    Example: memproxy spend --chart --by model --since 14d
     """
     if by not in GROUPS:
         output.fail(f"--by must be one of {', '.join(GROUPS)}, not {by!r}", ExitStatus.USAGE)
+    if chart:
+        group = "project" if by == "day" else by
+        daily = open_store().daily_totals(by=group, since=since_ts(since))  # type: ignore[arg-type]
+        if as_json:
+            output.json([{"day": r.pop("day"), group: r.pop("key"), **r} for r in daily])
+        elif not daily:
+            output.say("no spend recorded yet")
+        else:
+            render_chart(by, daily, tokens)
+        return
     rows = open_store().spend_totals(by=by, since=since_ts(since))  # type: ignore[arg-type]
     if as_json:
         output.json([{by: r.pop("key"), **r} for r in rows])

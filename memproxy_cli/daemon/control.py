@@ -178,6 +178,14 @@ async def _shutdown(request: web.Request) -> web.Response:
     return _json({"stopping": True})
 
 
+async def _live(request: web.Request) -> web.Response:
+    """What `memproxy top` shows: recent requests and rolling aggregates, from memory."""
+    state = request.app[CONTROL].state
+    if state.observer is None:
+        return _json({"error": "the gateway is not serving yet"}, 503)
+    return _json(state.observer.live.snapshot(inflight=state.inflight))
+
+
 async def _sessions(request: web.Request) -> web.Response:
     return _json(request.app[CONTROL].sessions())
 
@@ -191,4 +199,5 @@ def build_control_app(controller: Controller) -> web.Application:
     app.router.add_post("/reload", _reload)
     app.router.add_post("/shutdown", _shutdown)
     app.router.add_get("/sessions", _sessions)
+    app.router.add_get("/live", _live)
     return app

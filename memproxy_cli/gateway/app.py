@@ -10,6 +10,7 @@ from aiohttp import web
 from memproxy_cli.config import Config
 from memproxy_cli.gateway.credential_headers import credential_headers
 from memproxy_cli.gateway.guard import guard
+from memproxy_cli.gateway.observe import observability_ctx
 from memproxy_cli.gateway.routes import add_routes
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.paths import Paths, get_paths
@@ -38,6 +39,7 @@ def build_app(
     )
     app[STATE] = GatewayState.create(config, paths)
     add_routes(app)
+    app.cleanup_ctx.append(observability_ctx)
     if store:
         app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_sessions_ctx)

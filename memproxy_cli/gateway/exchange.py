@@ -12,6 +12,7 @@ from aiohttp import web
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.gateway.identity import Identity
+from memproxy_cli.observability.timeline import Timeline
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.routing import Route
 from memproxy_cli.upstream.transport import Timing
@@ -79,6 +80,7 @@ class Exchange:
     recall_user_text: str | None = None
     memory_error: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    timeline: Timeline = field(default_factory=Timeline)  # when each step ran (spans)
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.t0

@@ -18,6 +18,7 @@ from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.relay import relay
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
+from memproxy_cli.observability.timeline import recall_outcome
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.deployments import ModelGroup, deployment_for
 from memproxy_cli.upstream.routing import Route
@@ -86,14 +87,18 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
         )
     ex.route = group.primary
     ex.row.provider = provider_label(group.primary)
+    ex.timeline.recall_start = ex.elapsed_s()
     await _recall(ex, state)
+    ex.timeline.recall_end = ex.elapsed_s()
     _prepare_body(ex)
     ex.response_headers["x-memproxy-memories"] = str(ex.row.memories_injected)
     if ex.memory_error:
         ex.response_headers["x-memproxy-memory-error"] = ex.memory_error
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
+    ex.timeline.upstream_start = ex.elapsed_s()
     project = ex.row.project
     up = await call_upstream(ex, state, group, lambda name: _model_allowed(state, project, name))
+    ex.timeline.upstream_answer = ex.elapsed_s()
     return await relay(ex, up, state.config.server)
 
 
@@ -104,7 +109,9 @@ async def serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web
     ex.row.provider = "edge"
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
     group = ModelGroup(route.model, (deployment_for(route, "edge"),))
+    ex.timeline.upstream_start = ex.elapsed_s()
     up = await call_upstream(ex, state, group, lambda _name: False)
+    ex.timeline.upstream_answer = ex.elapsed_s()
     return await relay(ex, up, state.config.server)
 
 
@@ -170,6 +177,9 @@ async def _recall(ex: Exchange, state: GatewayState) -> None:
     ex.row.memories_injected = recall.memories_injected
     ex.memory_error = recall.error
     ex.recall_user_text = recall.user_text
+    ex.timeline.recall = recall_outcome(
+        recall.user_text is not None, recall.error, recall.memories_injected
+    )
     if recall.modified:
         ex.modified = True
 
@@ -181,6 +191,7 @@ def _prepare_body(ex: Exchange) -> None:
 
 
 def _finish(ex: Exchange, state: GatewayState) -> None:
+    record_start = ex.elapsed_s()
     row = ex.row
     row.ended_at = time.time()
     row.latency_ms = round(ex.elapsed_s() * 1000.0, 3)
@@ -209,6 +220,21 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
     # Formatting and writing the log line costs ~0.1 ms: do it after the response has gone out.
     asyncio.get_running_loop().call_soon(_log_row, row)
     _remember(ex, state)
+    if state.observer is not None:
+        _observe(ex, state, record_start)
+
+
+def _observe(ex: Exchange, state: GatewayState, record_start: float) -> None:
+    """Hand the row and its timings to metrics, the live view and tracing (on the next turn)."""
+    assert state.observer is not None
+    timeline = ex.timeline
+    timeline.record_start, timeline.record_end = record_start, ex.elapsed_s()
+    timeline.incoming_traceparent = ex.request.headers.get("traceparent")
+    timeline.method = ex.request.method
+    timeline.upstream_traceparent = ex.traceparent
+    if ex.route is not None:
+        timeline.upstream_model = ex.route.upstream_model or None
+    state.observer.finished(ex.row, timeline)
 
 
 def _remember(ex: Exchange, state: GatewayState) -> None:

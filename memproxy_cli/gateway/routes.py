@@ -16,12 +16,13 @@ from memproxy_cli.api.family import ApiFamily, Endpoint
 from memproxy_cli.api.registry import FAMILIES, family_for_path
 from memproxy_cli.api.tally import estimate_tokens
 from memproxy_cli.errors import GatewayError, RowStatus
-from memproxy_cli.gateway import gemini_calls, model_list, plain, proxy
+from memproxy_cli.gateway import gemini_calls, model_list, observe, plain, proxy
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
+from memproxy_cli.observability.timeline import Timeline
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.headers import scrub_off_loop, upstream_headers, upstream_key
 from memproxy_cli.upstream.routing import Route
@@ -115,6 +116,8 @@ async def not_found(request: web.Request) -> web.Response:
     row.ended_at = time.time()
     if state.recorder is not None:
         state.recorder.submit(row)
+    if state.observer is not None:
+        state.observer.finished(row, Timeline())
     headers = {"x-memproxy-request-id": row.request_id}
     return error_response(family, 404, message, "not_found", headers)
 
@@ -147,4 +150,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(prefix + "/models", model_list.models)
         app.router.add_get(prefix + "/models/{model:.+}", model_list.model)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", observe.metrics)
     app.router.add_route("*", "/{tail:.*}", not_found)

@@ -19,6 +19,7 @@ from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
 from memproxy_cli.upstream.routing import Router
 
 if TYPE_CHECKING:
+    from memproxy_cli.observability.observer import Observer
     from memproxy_cli.upstream.litellm_adapter import LiteLLMAdapter
     from memproxy_cli.upstream.sessions import SessionManager
 
@@ -48,6 +49,7 @@ class GatewayState:
     pricing: Callable[[RequestRow, str], float | None] | None = None
     sessions: SessionManager | None = None
     litellm: LiteLLMAdapter | None = None
+    observer: Observer | None = None  # metrics, the live view and tracing
     port_projects: dict[int, str] = field(default_factory=dict)  # project listener ports
     main_port: int | None = None  # set by the daemon once it listens
     local_token: str | None = None  # required on loopback listeners when server.local_token
@@ -82,6 +84,8 @@ class GatewayState:
             self.memory.reconfigure(config)
         if self.budget is not None:
             self.budget.reconfigure(config)
+        if self.observer is not None:
+            self.observer.metrics.models.preset(e.model_name for e in config.model_list)
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("memproxy_state", GatewayState)

@@ -50,6 +50,14 @@ _TOTALS: dict[str, str] = {
   SUM(cost_usd) AS cost_usd
   FROM daily_spend WHERE day >= :since_day GROUP BY day ORDER BY day""",
 }
+_DAILY: dict[str, str] = {
+    "project": """SELECT day, project AS key, SUM(cost_usd) AS cost_usd,
+  SUM(prompt_tokens) + SUM(completion_tokens) AS tokens
+  FROM daily_spend WHERE day >= :since_day GROUP BY day, project ORDER BY day, project""",
+    "model": """SELECT day, model AS key, SUM(cost_usd) AS cost_usd,
+  SUM(prompt_tokens) + SUM(completion_tokens) AS tokens
+  FROM daily_spend WHERE day >= :since_day GROUP BY day, model ORDER BY day, model""",
+}
 _PROJECT_COSTS = (
     "SELECT project, SUM(cost_usd) AS cost_usd FROM daily_spend "
     "WHERE day >= :since_day GROUP BY project"
@@ -217,6 +225,16 @@ class SpendQueries:
             r["cost_usd"] = float(r["cost_usd"] or 0.0)
             for k in DAILY_COUNTERS:
                 r[k] = int(r[k] or 0)
+        return rows
+
+    def daily_totals(
+        self, by: Literal["project", "model"] = "project", since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Per UTC day and project (or model): cost and tokens (prompt + completion)."""
+        rows = self._run.fetch(_DAILY[by], {"since_day": _day(since or 0.0)})
+        for r in rows:
+            r["cost_usd"] = float(r["cost_usd"] or 0.0)
+            r["tokens"] = int(r["tokens"] or 0)
         return rows
 
     def project_costs(self, since_day: str) -> dict[str, float]:
