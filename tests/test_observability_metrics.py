@@ -187,7 +187,10 @@ async def test_a_backed_off_upstream_shows_as_a_cooldown(fake: FakeProvider) -> 
         await chat(gw.url, 1)
         assert gw.state.sessions is not None
         _, before = await scrape(gw.url)
-        gw.state.sessions.set_backoff(fake.base + "/v1/chat/completions", 60)
+        b = fake.behaviour  # the upstream's say-so: a 429 with Retry-After cools that key down
+        b.fail_status, b.fail_times, b.fail_headers = 429, 1, {"Retry-After": "60"}
+        with pytest.raises(openai.RateLimitError):
+            await chat(gw.url, 1)
         _, after = await scrape(gw.url)
     assert total(before, "memproxy_upstream_cooldown", upstream=fake.base) == 0
     assert total(after, "memproxy_upstream_cooldown", upstream=fake.base) == 1

@@ -1,4 +1,4 @@
-"""Per-origin stats, back-off, the sessions.json snapshot and `memproxy sessions` (never values)."""
+"""Per-origin stats, the sessions.json snapshot and `memproxy sessions` (never values)."""
 
 from __future__ import annotations
 
@@ -69,40 +69,21 @@ def test_record_counts_and_remembers_the_last_answer() -> None:
     assert entry["last_status"] == 403
     assert entry["last_verdict"] == "challenge"
     assert entry["last_seen"].endswith("Z")
-    assert entry["backed_off_until"] is None
+    assert entry["backed_off_until"] is None and entry["cooldowns"] == []
     assert entry["cookies"] == []
-
-
-def test_backoff_is_per_origin_and_never_shortened() -> None:
-    manager = manager_for_home()
-    assert manager.backoff_until(UPSTREAM) is None
-    before = time.time()
-    manager.set_backoff(UPSTREAM, 30)
-    until = manager.backoff_until("https://api.example.com/v1/models")
-    assert until is not None and before + 30 <= until <= time.time() + 30
-    manager.set_backoff(UPSTREAM, 1)
-    assert manager.backoff_until(UPSTREAM) == until
-    assert manager.backoff_until("https://api.other.example/v1") is None
-    assert manager.snapshot()[0]["backed_off_until"] is not None
-
-
-def test_expired_backoff_is_not_reported() -> None:
-    manager = manager_for_home()
-    manager.set_backoff(UPSTREAM, 0)
-    assert manager.backoff_until(UPSTREAM) is None
 
 
 async def test_stats_file_is_private_and_survives_a_restart() -> None:
     manager = manager_for_home()
     manager.record(UPSTREAM, 429, {"retry-after": "120"}, Verdict.RATE_LIMITED)
-    manager.set_backoff(UPSTREAM, 120)
     await manager.close()
     stats_file = get_paths().state_dir / "sessions.json"
     assert stat.S_IMODE(stats_file.stat().st_mode) == 0o600
     restarted = manager_for_home()
-    assert restarted.backoff_until(UPSTREAM) is not None
     (entry,) = restarted.snapshot()
     assert entry["requests"] == 1 and entry["last_verdict"] == "rate_limited"
+    # Cooldowns are the running daemon's (per deployment and caller key), never the file's.
+    assert entry["backed_off_until"] is None and entry["cooldowns"] == []
 
 
 async def test_stats_are_saved_soon_after_a_record() -> None:

@@ -106,7 +106,7 @@ def down() -> None:
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Show pid, URL, uptime, listeners and version of the running daemon.
+    """Show the running daemon: pid, URL, uptime, listeners, version, deployments in cooldown.
 
     Example: memproxy status --json
     """
@@ -136,13 +136,19 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
         ", ".join(f"{x['project']}:{x['port']}" for x in data.get("listeners", [])) or "none"
     )
     config = data.get("config") or f"built-in defaults (no file at {paths.default_config})"
-    output.print(
+    text = (
         f"memproxy {data['version']} running at {data['url']}\n"
         f"  pid       {data['pid']}\n"
         f"  uptime    {_duration(float(data['uptime_s']))}\n"
         f"  config    {config}\n"
         f"  listeners {listeners}"
     )
+    cooldowns = data.get("cooldowns") or []
+    if cooldowns:
+        from memproxy_cli.cli.sessions_cmds import cooldown_text
+
+        text += "\n  cooldowns " + "\n            ".join(cooldown_text(c) for c in cooldowns)
+    output.print(text)
 
 
 def reload() -> None:

@@ -1,4 +1,5 @@
-"""`memproxy sessions`: upstream sessions, cookie names (never values), requests and verdicts."""
+"""`memproxy sessions`: upstream sessions, cookie names (never values), requests, verdicts and
+deployments in cooldown; live from the daemon, else from the snapshot it last wrote."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from memproxy_cli.cli.context import output
 def sessions(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list for scripts."),
 ) -> None:
-    """Show each upstream: cookies held (names and expiry), requests, last status and verdict.
+    """Show each upstream: cookies, requests, last status, verdict, deployments in cooldown.
+
+    Cookies are names and expiry, never values; a cooldown names the deployment, the model,
+    the caller key's hash and the time left. Asks the running daemon for its live state; when
+    it is not running, reads the snapshot it left.
 
     Example: memproxy sessions --json
     """
-    from memproxy_cli.paths import get_paths
-    from memproxy_cli.upstream.session_state import sessions_view
-
-    paths = get_paths()
-    rows = sessions_view(paths.state_dir / "sessions.json", paths.cookie_dir)
+    rows = _rows()
     if as_json:
         output.json(rows)
         return
@@ -29,6 +30,31 @@ def sessions(
         output.say("no upstream sessions yet")
         return
     output.out.print(_table(rows))
+    cooldowns = [c for row in rows for c in row.get("cooldowns", ())]
+    if cooldowns:
+        output.out.print(_cooldown_table(cooldowns))
+
+
+def _rows() -> list[dict[str, Any]]:
+    from memproxy_cli.daemon import client
+    from memproxy_cli.paths import get_paths
+
+    paths = get_paths()
+    try:
+        code, live = client.call(paths, "GET", "/sessions", timeout=5)
+    except client.DaemonUnavailable:
+        code, live = 0, None
+    if code == 200 and isinstance(live, list):
+        return live
+    from memproxy_cli.upstream.session_state import sessions_view
+
+    return sessions_view(paths.state_dir / "sessions.json", paths.cookie_dir)
+
+
+def cooldown_text(c: dict[str, Any]) -> str:
+    """One cooldown for people: `gpt-4o#1 key 3f2a9c0d1e2b (429) ends in 28s`."""
+    key = f" key {c['key_hash']}" if c.get("key_hash") else ""
+    return f"{c['deployment']}{key} ({c['reason']}) ends {_in(c['until'])}"
 
 
 def _in(when: str | None) -> str:
@@ -60,7 +86,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
 
     table = DataTable()
     table.add_column("upstream", no_wrap=True)
-    for heading in ("cookies", "requests", "status", "verdict", "backoff"):
+    for heading in ("cookies", "requests", "status", "verdict", "cooldowns"):
         table.add_column(heading)
     for row in rows:
         table.add_row(
@@ -69,8 +95,20 @@ def _table(rows: list[dict[str, Any]]) -> Any:
             str(row["requests"]),
             str(row["last_status"] or "-"),
             row["last_verdict"] or "-",
-            _in(row["backed_off_until"]),
+            str(len(row.get("cooldowns", ())) or "-"),
         )
+    return table
+
+
+def _cooldown_table(cooldowns: list[dict[str, Any]]) -> Any:
+    from memproxy_cli.cli.data_table import DataTable
+
+    table = DataTable(title="deployments in cooldown")
+    for heading in ("deployment", "upstream", "caller key", "reason", "ends"):
+        table.add_column(heading)
+    for c in cooldowns:
+        key = c.get("key_hash") or "(every caller)"
+        table.add_row(c["deployment"], c["upstream"], key, c["reason"], _in(c["until"]))
     return table
 
 

@@ -54,7 +54,16 @@ class Controller:
             "litellm_ready": bool(state.litellm and state.litellm.ready),
             "config": state.config.source,
             "spend_writer": recorder_stats if isinstance(recorder_stats, dict) else None,
+            "cooldowns": state.deployments.cooldowns(),
         }
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Upstream sessions as they are now, each with its deployments in cooldown."""
+        from memproxy_cli.upstream.deployments import with_cooldowns
+
+        sessions = self.state.sessions
+        entries = sessions.snapshot() if sessions is not None else []
+        return with_cooldowns(entries, self.state.deployments.cooldowns())
 
     def registry(self) -> Any:
         from memproxy_cli.registry import PortRegistry
@@ -178,9 +187,7 @@ async def _live(request: web.Request) -> web.Response:
 
 
 async def _sessions(request: web.Request) -> web.Response:
-    sessions = request.app[CONTROL].state.sessions
-    snapshot = getattr(sessions, "snapshot", None)
-    return _json(snapshot() if callable(snapshot) else [])
+    return _json(request.app[CONTROL].sessions())
 
 
 def build_control_app(controller: Controller) -> web.Application:

@@ -82,7 +82,7 @@ def add_gauges(metrics: GatewayMetrics, state: GatewayState) -> None:
     )
     metrics.add_gauge(
         "memproxy_upstream_cooldown",
-        "1 while an upstream is backed off (a Cloudflare challenge or the upstream's say-so).",
+        "1 while a deployment on an upstream is cooling down (for some caller key).",
         lambda: _cooldowns(state),
     )
     metrics.add_gauge(
@@ -109,8 +109,10 @@ def _cooldowns(state: GatewayState) -> Iterable[Sample]:
     sessions = state.sessions
     if sessions is None:
         return
-    for entry in sessions.snapshot()[:100]:
-        yield (("upstream", str(entry.get("origin", ""))),), 1 if entry["backed_off_until"] else 0
+    from memproxy_cli.upstream.deployments import with_cooldowns
+
+    for entry in with_cooldowns(sessions.snapshot(), state.deployments.cooldowns())[:100]:
+        yield (("upstream", str(entry.get("origin", ""))),), 1 if entry["cooldowns"] else 0
 
 
 def _memory_drops(state: GatewayState) -> Iterable[Sample]:

@@ -16,6 +16,7 @@ from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway import proxy
+from memproxy_cli.gateway.dispatch import upstream_call
 from memproxy_cli.gateway.exchange import Exchange, traceparent_for
 from memproxy_cli.gateway.relay import relay
 from memproxy_cli.gateway.state import GatewayState
@@ -57,6 +58,6 @@ async def _relay_to_default(ex: Exchange, state: GatewayState) -> web.StreamResp
         )
     ex.route = route
     ex.row.provider = route.provider
-    call = proxy.upstream_call(ex, route)
+    call = upstream_call(ex, route)
     call.upstream_path = ex.request.path.removeprefix("/v1")
     return await relay(ex, await passthrough.forward(call, state), state.config.server)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.errors import GatewayError
+from memproxy_cli.gateway.dispatch import call_upstream, provider_label
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
@@ -19,9 +20,8 @@ from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.observability.timeline import recall_outcome
 from memproxy_cli.store.rows import RequestRow
-from memproxy_cli.upstream import echo, passthrough
+from memproxy_cli.upstream.deployments import ModelGroup, deployment_for
 from memproxy_cli.upstream.routing import Route
-from memproxy_cli.upstream.transport import UpstreamCall, UpstreamResponse
 
 log = logging.getLogger("memproxy.request")
 Serve = Callable[[Exchange, GatewayState], Awaitable[web.StreamResponse]]
@@ -77,57 +77,29 @@ async def _serve(ex: Exchange, state: GatewayState) -> web.StreamResponse:
     ex.traceparent, ex.row.trace_id = traceparent_for(request.headers.get("traceparent"))
     if config.gateway_url:
         return await serve_edge(ex, state, config.gateway_url)
-    route = state.router.resolve(model, family.wire)
-    if route is None:
+    group = state.groups.group(model, family.wire)
+    if group is None:
         raise GatewayError(
             404,
             f"model {model!r} is not configured and its provider cannot be inferred; "
             "add it to model_list (see `memproxy doctor`)",
             "model_not_found",
         )
-    ex.route = route
-    ex.row.provider = route.provider if route.kind != "litellm" else f"litellm:{route.provider}"
+    ex.route = group.primary
+    ex.row.provider = provider_label(group.primary)
     ex.timeline.recall_start = ex.elapsed_s()
     await _recall(ex, state)
     ex.timeline.recall_end = ex.elapsed_s()
-    _prepare_body(ex, route.upstream_model)
+    _prepare_body(ex)
     ex.response_headers["x-memproxy-memories"] = str(ex.row.memories_injected)
     if ex.memory_error:
         ex.response_headers["x-memproxy-memory-error"] = ex.memory_error
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
     ex.timeline.upstream_start = ex.elapsed_s()
-    up = await _call(ex, state, route)
+    project = ex.row.project
+    up = await call_upstream(ex, state, group, lambda name: _model_allowed(state, project, name))
     ex.timeline.upstream_answer = ex.elapsed_s()
     return await relay(ex, up, state.config.server)
-
-
-async def _call(ex: Exchange, state: GatewayState, route: Route) -> UpstreamResponse:
-    call = upstream_call(ex, route)
-    if route.kind == "echo":
-        return echo.respond(call, ex.row.request_id[4:])
-    if route.kind == "passthrough":
-        return await passthrough.forward(call, state)
-    if state.litellm is None:
-        raise GatewayError(503, "translation through LiteLLM is not available in this process")
-    return await state.litellm.serve(call, state)
-
-
-def upstream_call(ex: Exchange, route: Route) -> UpstreamCall:
-    request = ex.request
-    return UpstreamCall(
-        family=ex.family,
-        route=route,
-        body=ex.body,
-        payload=ex.body_bytes(),
-        stream=ex.stream,
-        incoming=request.headers,
-        path_qs=request.path_qs,
-        query=request.rel_url.raw_query_string,  # as sent: decoded, it may hold "#" or "&"
-        traceparent=ex.traceparent,
-        model=ex.row.model or "",
-        timing=ex.timing,
-        method=request.method,
-    )
 
 
 async def serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web.StreamResponse:
@@ -136,10 +108,9 @@ async def serve_edge(ex: Exchange, state: GatewayState, gateway_url: str) -> web
     ex.route = route
     ex.row.provider = "edge"
     ex.response_headers["x-memproxy-overhead-ms"] = f"{ex.overhead_ms():.2f}"
-    assert ex.identity is not None
-    caller = (ex.identity.project, ex.identity.user_id)
+    group = ModelGroup(route.model, (deployment_for(route, "edge"),))
     ex.timeline.upstream_start = ex.elapsed_s()
-    up = await passthrough.forward_edge(upstream_call(ex, route), state, caller, gateway_url)
+    up = await call_upstream(ex, state, group, lambda _name: False)
     ex.timeline.upstream_answer = ex.elapsed_s()
     return await relay(ex, up, state.config.server)
 
@@ -173,14 +144,16 @@ def _local_port(request: web.Request) -> int | None:
     return None
 
 
+def _model_allowed(state: GatewayState, project: str | None, model: str) -> bool:
+    policy = state.config.policy_for(project)  # projects["*"] covers requests without one
+    return policy is None or policy.allowed_models is None or model in policy.allowed_models
+
+
 def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
     project = ex.row.project
-    policy = state.config.policy_for(project)  # projects["*"] covers requests without one
-    if (
-        policy is not None
-        and policy.allowed_models is not None
-        and model not in policy.allowed_models
-    ):
+    if not _model_allowed(state, project, model):
+        policy = state.config.policy_for(project)
+        assert policy is not None and policy.allowed_models is not None
         raise GatewayError(
             403,
             f"model {model!r} is not allowed for "
@@ -215,12 +188,8 @@ async def _recall(ex: Exchange, state: GatewayState) -> None:
         ex.modified = True
 
 
-def _prepare_body(ex: Exchange, upstream_model: str) -> None:
-    body = ex.body
-    if upstream_model and "model" in body and upstream_model != body["model"]:
-        body["model"] = upstream_model
-        ex.modified = True
-    prepared = ex.family.prepare(body, ex.stream)
+def _prepare_body(ex: Exchange) -> None:
+    prepared = ex.family.prepare(ex.body, ex.stream)
     ex.modified = ex.modified or prepared.modified
     ex.client_wants_usage = prepared.client_wants_usage
 

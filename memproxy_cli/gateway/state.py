@@ -14,6 +14,7 @@ from memproxy_cli.gateway.identity import CompiledMappings
 from memproxy_cli.local_token import sync_local_token
 from memproxy_cli.paths import Paths
 from memproxy_cli.store.rows import RequestRow
+from memproxy_cli.upstream.deployments import DeploymentHealth, ModelGroups
 from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
 from memproxy_cli.upstream.routing import Router
 
@@ -39,6 +40,8 @@ class GatewayState:
     limiter: OriginLimiter
     retry_budget: RetryBudget
     mappings: CompiledMappings
+    groups: ModelGroups  # a model's deployments and fallbacks, per config
+    deployments: DeploymentHealth  # cooldowns and use of deployments, across reloads
     started_at: float = field(default_factory=time.time)
     recorder: Recorder | None = None
     memory: Any = None  # memory.service.MemoryService when memory is on
@@ -55,10 +58,13 @@ class GatewayState:
 
     @classmethod
     def create(cls, config: Config, paths: Paths) -> GatewayState:
+        router = Router(config)
         return cls(
             config=config,
             paths=paths,
-            router=Router(config),
+            router=router,
+            groups=ModelGroups(config, router),
+            deployments=DeploymentHealth(config.router_settings),
             limiter=OriginLimiter(config.server.max_concurrent_per_upstream),
             retry_budget=RetryBudget(config.server.retry_budget_ratio),
             mappings=CompiledMappings.from_config(config.user_id_mappings),
@@ -69,6 +75,8 @@ class GatewayState:
         """Swap in a new config (reload); in-flight requests keep the objects they hold."""
         self.config = config
         self.router = Router(config)
+        self.groups = ModelGroups(config, self.router)
+        self.deployments.settings = config.router_settings
         self.mappings = CompiledMappings.from_config(config.user_id_mappings)
         self.local_token = sync_local_token(config.server.local_token, self.paths)
         self.limiter.cap = config.server.max_concurrent_per_upstream

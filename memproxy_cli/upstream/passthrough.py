@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -21,12 +20,8 @@ from memproxy_cli.upstream.headers import (
     upstream_headers,
     upstream_key,
 )
-from memproxy_cli.upstream.limits import backoff_delay
-from memproxy_cli.upstream.sessions import SessionManager, origin_of
+from memproxy_cli.upstream.sessions import origin_of
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamDeps, UpstreamResponse
-
-_RETRY_STATUSES = frozenset({429, 503})
-_MAX_RETRY_AFTER_S = 5.0
 
 
 async def forward_edge(
@@ -59,7 +54,6 @@ async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
     if query:
         url += "?" + query
     origin = origin_of(url)
-    _refuse_if_backed_off(deps.sessions, url, origin)
     if not deps.limiter.try_acquire(origin):
         raise GatewayError(
             503,
@@ -85,23 +79,10 @@ _CLOUDFLARE_REFUSALS = frozenset(
 )
 
 
-def _refuse_if_backed_off(sessions: SessionManager, url: str, origin: str) -> None:
-    until = sessions.backoff_until(url)
-    wait = (until or 0.0) - time.time()
-    if wait > 0:
-        raise GatewayError(
-            429,
-            f"upstream {origin} asked us to back off; retry in {math.ceil(wait)} s",
-            "upstream_rate_limited",
-            headers={"Retry-After": str(math.ceil(wait))},
-            row_status="rate_limited",
-        )
-
-
 async def _send(
     call: UpstreamCall, deps: UpstreamDeps, url: str, headers: CIMultiDict[str]
 ) -> aiohttp.ClientResponse:
-    """Send with retries: only before any byte reached the client, on connect errors or 429/503."""
+    """One request; a failure is a GatewayError (the routing layer decides whether to retry)."""
     server = deps.config.server
     assert deps.sessions is not None
     session = deps.sessions.session_for(url)
@@ -110,55 +91,30 @@ async def _send(
         sock_connect=server.connect_timeout_s,
         sock_read=server.stream_idle_timeout_s,
     )
-    payload = call.payload
-    timing = call.timing
-    retry_budget = deps.retry_budget
-    retry_budget.on_request()
-    attempt = 0
-    while True:
-        started = time.perf_counter()
-        try:
-            resp = await session.request(
-                call.method, url, data=payload or None, headers=headers, timeout=timeout
-            )
-        except aiohttp.ClientConnectorError as exc:
-            timing.upstream_s += time.perf_counter() - started
-            if attempt < server.max_retries and retry_budget.try_spend():
-                await asyncio.sleep(backoff_delay(attempt, None))
-                attempt += 1
-                continue
-            raise GatewayError(
-                502,
-                f"cannot reach upstream {origin_of(url)}: {_reason(exc)}",
-                "upstream_unreachable",
-            ) from None
-        except TimeoutError:
-            timing.upstream_s += time.perf_counter() - started
-            raise GatewayError(
-                504,
-                f"upstream {origin_of(url)} timed out",
-                "upstream_timeout",
-                row_status="upstream_timeout",
-            ) from None
-        except aiohttp.ClientError as exc:
-            timing.upstream_s += time.perf_counter() - started
-            raise GatewayError(
-                502, f"upstream {origin_of(url)} failed: {_reason(exc)}", "upstream_error"
-            ) from None
-        timing.upstream_s += time.perf_counter() - started
-        if (
-            resp.status in _RETRY_STATUSES
-            and attempt < server.max_retries
-            and not cloudflare.from_cloudflare(resp.headers)  # never retry into a challenge
-        ):
-            wait = parse_retry_after(resp.headers.get("retry-after"))
-            if (wait is None or wait <= _MAX_RETRY_AFTER_S) and retry_budget.try_spend():
-                resp.release()
-                await asyncio.sleep(backoff_delay(attempt, wait))
-                attempt += 1
-                continue
-        timing.attempts = attempt + 1
-        return resp
+    started = time.perf_counter()
+    try:
+        return await session.request(
+            call.method, url, data=call.payload or None, headers=headers, timeout=timeout
+        )
+    except aiohttp.ClientConnectorError as exc:
+        raise GatewayError(
+            502,
+            f"cannot reach upstream {origin_of(url)}: {_reason(exc)}",
+            "upstream_unreachable",
+        ) from None
+    except TimeoutError:
+        raise GatewayError(
+            504,
+            f"upstream {origin_of(url)} timed out",
+            "upstream_timeout",
+            row_status="upstream_timeout",
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise GatewayError(
+            502, f"upstream {origin_of(url)} failed: {_reason(exc)}", "upstream_error"
+        ) from None
+    finally:
+        call.timing.upstream_s += time.perf_counter() - started
 
 
 def _reason(exc: BaseException) -> str:
@@ -192,8 +148,6 @@ async def _whole(
         call.timing.upstream_s += time.perf_counter() - started
     verdict = cloudflare.classify(resp.status, resp.headers, data)
     sessions.record(url, resp.status, resp.headers, verdict.verdict)
-    if verdict.verdict in (Verdict.RATE_LIMITED, Verdict.CF_1015) and verdict.retry_after_s:
-        sessions.set_backoff(url, verdict.retry_after_s)
     if verdict.verdict in _CLOUDFLARE_REFUSALS:
         retry = (
             {"Retry-After": str(math.ceil(verdict.retry_after_s))} if verdict.retry_after_s else {}
@@ -213,6 +167,8 @@ async def _whole(
         headers,
         body=await scrub_off_loop(data, secrets),
         error=f"upstream answered {resp.status}",
+        retry_after_s=parse_retry_after(resp.headers.get("retry-after")),
+        via_cloudflare=cloudflare.from_cloudflare(resp.headers),
     )
 
 

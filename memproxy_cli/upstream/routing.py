@@ -90,8 +90,10 @@ class Router:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._entries: dict[str, ModelEntry] = {}
+        self._deployments: dict[str, list[ModelEntry]] = {}
         for entry in config.model_list:
             self._entries.setdefault(entry.model_name, entry)
+            self._deployments.setdefault(entry.model_name, []).append(entry)
         self._cache: dict[tuple[str, str], Route | None] = {}
 
     def always_translates(self) -> bool:
@@ -101,11 +103,15 @@ class Router:
         return any(
             protocol_of(provider_of(e.litellm_params.model)[0] or "openai")
             not in ("openai", "anthropic")
-            for e in self._entries.values()
+            for e in self._config.model_list
         )
 
     def model_names(self) -> list[str]:
         return [ECHO_MODEL, *self._entries]
+
+    def deployments_of(self, model: str, api: Wire) -> list[tuple[ModelEntry, Route]]:
+        """Every model_list entry named `model`, in config order, with its route."""
+        return [(e, self._configured(e, api)) for e in self._deployments.get(model, ())]
 
     def resolve(self, model: str, api: Wire) -> Route | None:
         key = (model, api)

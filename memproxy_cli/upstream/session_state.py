@@ -41,15 +41,13 @@ class OriginStats:
     last_status: int | None = None
     last_verdict: str | None = None
     last_seen: float | None = None
-    backed_off_until: float | None = None
 
-    def active_backoff(self, now: float | None = None) -> float | None:
-        until = self.backed_off_until
-        now = time.time() if now is None else now
-        return until if until is not None and until > now else None
+    def entry(self, cookies: list[dict[str, Any]]) -> dict[str, Any]:
+        """The snapshot row: cookie names and expiry only, never values.
 
-    def entry(self, cookies: list[dict[str, Any]], now: float | None = None) -> dict[str, Any]:
-        """The snapshot row: cookie names and expiry only, never values."""
+        Cooldowns live in the running daemon only (`deployments.with_cooldowns` adds them):
+        a stopped daemon has none, so the snapshot says none.
+        """
         return {
             "origin": self.origin,
             "cookies": [{"name": c["name"], "expires": iso(c["expires"])} for c in cookies],
@@ -57,7 +55,8 @@ class OriginStats:
             "last_status": self.last_status,
             "last_verdict": self.last_verdict,
             "last_seen": iso(self.last_seen),
-            "backed_off_until": iso(self.active_backoff(now)),
+            "backed_off_until": None,
+            "cooldowns": [],
         }
 
     @classmethod
@@ -74,7 +73,6 @@ class OriginStats:
             last_status=status if isinstance(status, int) else None,
             last_verdict=verdict if isinstance(verdict, str) else None,
             last_seen=from_iso(raw.get("last_seen")),
-            backed_off_until=from_iso(raw.get("backed_off_until")),
         )
 
 
@@ -105,6 +103,5 @@ def sessions_view(state_file: Path, cookie_dir: Path) -> list[dict[str, Any]]:
     jars = {jar.origin: jar for jar in read_cookie_dir(cookie_dir)}
     origins = sorted(set(stats) | set(jars))
     return [
-        stats.get(o, OriginStats(o)).entry(jars[o].names(now) if o in jars else [], now)
-        for o in origins
+        stats.get(o, OriginStats(o)).entry(jars[o].names(now) if o in jars else []) for o in origins
     ]

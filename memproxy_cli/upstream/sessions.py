@@ -268,17 +268,6 @@ class SessionManager:
             self._dirty_jars.add(stats.origin)
         self._stats_changed()
 
-    def backoff_until(self, url: str) -> float | None:
-        """The epoch time until which this upstream must not be called, if it is backed off."""
-        stats = self._stats.get(origin_of(url))
-        return stats.active_backoff() if stats else None
-
-    def set_backoff(self, url: str, seconds: float) -> None:
-        stats = self._stats_for(url)
-        until = time.time() + max(0.0, seconds)
-        stats.backed_off_until = max(until, stats.active_backoff() or 0.0)
-        self._stats_changed()
-
     def snapshot(self) -> list[dict[str, Any]]:
         """Per origin: cookie names and expiry (never values), requests, last status and verdict."""
         now = time.time()
@@ -292,7 +281,7 @@ class SessionManager:
         else:
             stored = read_cookie_file(cookie_file_for(self._cookie_dir, origin), origin)
             names = stored.names(now) if stored else []
-        return self._stats.get(origin, OriginStats(origin)).entry(names, now)
+        return self._stats.get(origin, OriginStats(origin)).entry(names)
 
     def _stats_for(self, url: str) -> OriginStats:
         origin = origin_of(url)

@@ -27,7 +27,7 @@ class Timing:
     """Time spent waiting on the upstream (so the gateway's own overhead can be told apart)."""
 
     upstream_s: float = 0.0
-    attempts: int = 0
+    attempts: int = 0  # upstream calls made for the request, retries and fallbacks included
 
 
 @dataclass(slots=True)
@@ -63,6 +63,8 @@ class UpstreamResponse:
     events: AsyncIterator[bytes] | None = None
     error: str | None = None  # why a non-2xx answer failed, for the row
     close: Callable[[], None] | None = None  # release the upstream connection
+    retry_after_s: float | None = None  # a failed answer's Retry-After
+    via_cloudflare: bool = False  # a failed answer came from Cloudflare (never retried there)
 
 
 class UpstreamDeps(Protocol):
