@@ -64,8 +64,11 @@ class MemoryService:
         http_client: httpx.AsyncClient | None = None,
         max_pending: int = MAX_PENDING_STORES,
         cache: RecallCache | None = None,
+        embed: bool = False,
     ) -> None:
+        """`embed`: local backends recall by meaning too (the daemon; never a CLI command)."""
         self._config = config
+        self._embed = embed
         self._paths = paths
         self._override = backend
         self._http_client = http_client
@@ -81,6 +84,12 @@ class MemoryService:
         self._config = config
 
     # -- backends ---------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Build the configured backends now, so a local model loads before the first recall."""
+        self.backend_for(self._config.memory)
+        for project in self._config.projects:
+            self.backend_for(self._config.memory_for(project))
 
     def backend_for(self, settings: MemoryConfig) -> MemoryBackend | None:
         if settings.backend == "none":
@@ -110,7 +119,10 @@ class MemoryService:
         local = self._config.memory.local
         path = Path(local.path).expanduser() if local.path else self._paths.memory_db
         return LocalMemoryBackend(
-            path, half_life_days=local.recency_half_life_days, store_linger_s=STORE_LINGER_S
+            path,
+            half_life_days=local.recency_half_life_days,
+            store_linger_s=STORE_LINGER_S,
+            embed=self._embed and local.embeddings,
         )
 
     # -- recall -----------------------------------------------------------------------------
