@@ -11,7 +11,6 @@ Usage: python benchmarks/recall_quality.py [--k 5] [--modes lexical,hybrid]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ def build(path: Path, tale: Story, embed: bool) -> tuple[LocalMemoryBackend, lis
     if len(ids) != len(tale.turns):
         ids = backend._add_batch([(SCOPE, turn) for turn in tale.turns])
     if embed:
-        backend.wait_embedded_sync(timeout=600)
+        backend.wait_embedded_sync()
         backend.wait_vectors_loaded_sync(SCOPE)
     return backend, ids
 
@@ -70,7 +69,7 @@ def main() -> None:
             path = args.store or Path(tmp) / "memory.sqlite3"
             backend, ids = build(path, tale, embed=mode == "hybrid")
             figures = score(backend, tale, ids, args.k)
-            asyncio.run(backend.close())
+            backend.shutdown_sync()
         shown = "  ".join(f"{kind} {value:.2f}" for kind, value in figures.items())
         print(f"{mode:8} recall@{args.k}: {shown}")
 

@@ -17,6 +17,8 @@ class Turn:
     request_id: str | None = None
     created_at: float | None = None  # unix seconds; now when None
     metadata: dict[str, Any] = field(default_factory=dict)
+    client: str | None = None  # the calling tool, e.g. claude-cli
+    note: str | None = None  # a short remark about the turn, kept beside it
 
 
 @dataclass(slots=True)

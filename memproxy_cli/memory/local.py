@@ -260,12 +260,8 @@ class LocalMemoryBackend:
         metadata = {k: v for k, v in (("model", turn.model), ("request_id", turn.request_id)) if v}
         metadata.update(turn.metadata)
         created = turn.created_at if turn.created_at is not None else time.time()
-        client = getattr(turn, "client", None)
-        note = getattr(turn, "note", None)
-        self._connection().execute(
-            _INSERT_SQL,
-            (memory_id, scope, text, created, json.dumps(metadata), user, assistant, client, note),
-        )
+        row = (memory_id, scope, text, created, json.dumps(metadata), user, assistant)
+        self._connection().execute(_INSERT_SQL, (*row, turn.client, turn.note))
         return memory_id
 
     def add_many_sync(self, scope: str, turns: Sequence[Turn]) -> int:
@@ -285,10 +281,10 @@ class LocalMemoryBackend:
         self._wake.set()
         return ids
 
-    def wait_embedded_sync(self, timeout: float = 60.0) -> bool:
-        """Block until the model is loaded and every memory has a vector (tests, benchmarks)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_embedded_sync(self) -> bool:
+        """Block until the model is loaded and every memory has a vector (tests, benchmarks);
+        False when there is no embedder or it stopped."""
+        while True:
             if self._model is not None:
                 sql = "SELECT count(*) FROM memories WHERE embedding IS NULL"
                 if not self._connection(reader=True).execute(sql).fetchone()[0]:
@@ -297,19 +293,16 @@ class LocalMemoryBackend:
             if self._embedder is None or not self._embedder.is_alive():
                 return False
             self._embedder.join(0.01)
-        return False
 
-    def wait_vectors_loaded_sync(self, scope: str, timeout: float = 60.0) -> bool:
+    def wait_vectors_loaded_sync(self, scope: str) -> bool:
         """Block until `scope`'s vectors are in memory (tests, benchmarks)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             index = self._index
             if index is not None and index.ready(scope):
                 return True
-            if self._embedder is None:
+            if self._embedder is None or not self._embedder.is_alive():
                 return False
             self._embedder.join(0.01)
-        return False
 
     def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
@@ -331,6 +324,18 @@ class LocalMemoryBackend:
     def scopes_sync(self) -> list[tuple[str, int]]:
         sql = "SELECT scope, count(*) FROM memories GROUP BY scope ORDER BY scope"
         return [(row[0], row[1]) for row in self._connection().execute(sql)]
+
+    def shutdown_sync(self) -> None:
+        """Stop the embedder and close every connection (callers without an event loop)."""
+        self._closed = True
+        self._wake.set()
+        if self._embedder is not None:
+            self._embedder.join()
+        if self._embedder_pool is not None:
+            self._embedder_pool.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        self._executor.shutdown(wait=True)
+        self.close_sync()
 
     def close_sync(self) -> None:
         with self._lock:

@@ -113,9 +113,7 @@ def newest_wins(candidates: list[_Candidate], vectors: dict[int, Any]) -> list[_
         joined = False
         for i, head in enumerate(groups):
             same = key == keys[i] or (
-                vec is not None
-                and heads[i] is not None
-                and float(vec @ heads[i]) >= SAME_SUBJECT
+                vec is not None and heads[i] is not None and float(vec @ heads[i]) >= SAME_SUBJECT
             )
             if same:
                 head.score = max(head.score, cand.score)
