@@ -88,7 +88,9 @@ class MiniLM:
         for name, value in raw.items():
             if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name:
                 value = np.ascontiguousarray(value.T)  # x @ W for (in, out)
-            self._w[name] = value.astype(np.float32) if value.dtype != np.int64 else value
+            self._w[name] = (
+                value if value.dtype == np.int64 else value.astype(np.float32, copy=False)
+            )
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

@@ -24,19 +24,32 @@ import json
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.memory.backend import Memory
 from memproxy_cli.memory.compact import compact_text, parts
-from memproxy_cli.memory.fts_query import MIN_PREFIX_LEN, match_expression, query_terms
+from memproxy_cli.memory.fts_query import (
+    MIN_PREFIX_LEN,
+    match_expression,
+    query_terms,
+    term_expression,
+)
 
 if TYPE_CHECKING:
     from memproxy_cli.memory.embeddings import Vectors
     from memproxy_cli.memory.scope_vectors import ScopeVectors
 
 CANDIDATES = 50
+# Most full-text matches ranked per recall: BM25 scores every match it ranks, and a word found
+# in most of a 100k-memory project (`"use"*`) would cost 200 ms. Terms are taken rarest first
+# while their matches fit (the rarest is always kept); past the budget only the newest
+# matches are ranked, which freshness favours anyway.
+MATCH_BUDGET = 400
+TERM_COUNT_TTL_S = 30.0
+_MAX_TERM_COUNTS = 4096
 LEXICAL_WEIGHT = 0.25
 FRESHNESS_WEIGHT = 0.1
 SAME_SUBJECT = 0.6
@@ -50,8 +63,14 @@ Row = tuple[Any, ...]  # id, scope, text, created_at, metadata (as in memories)
 _LEXICAL_SQL = """
 SELECT memories_fts.rowid, bm25(memories_fts) AS score
 FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY score LIMIT ?
+WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ? ORDER BY score LIMIT ?
 """
+_COUNT_SQL = (
+    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
+)
+_FLOOR_SQL = (
+    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
+)
 _ROWS_SQL = """
 SELECT rowid, id, scope, text, created_at, metadata, user_text, assistant_text FROM memories
 WHERE scope = ? AND rowid IN (SELECT value FROM json_each(?))
@@ -131,6 +150,41 @@ class LocalSearch:
 
     def __init__(self, half_life_days: float) -> None:
         self.half_life_days = half_life_days
+        self._term_counts: dict[str, tuple[float, int]] = {}
+
+    def _term_hits(self, conn: sqlite3.Connection, term: str) -> int:
+        """How many memories match `term` (capped), remembered briefly: counts move slowly."""
+        now = time.monotonic()
+        cached = self._term_counts.get(term)
+        if cached is not None and now - cached[0] < TERM_COUNT_TTL_S:
+            return cached[1]
+        (hits,) = conn.execute(_COUNT_SQL, (term_expression(term), MATCH_BUDGET + 1)).fetchone()
+        if hits:  # never remember "no match": the next stored turn may bring the word
+            if len(self._term_counts) >= _MAX_TERM_COUNTS:
+                self._term_counts.clear()
+            self._term_counts[term] = (now, int(hits))
+        return int(hits)
+
+    def _lexical(self, conn: sqlite3.Connection, scope: str, terms: list[str]) -> dict[int, float]:
+        """The best `CANDIDATES` by BM25 among the newest `MATCH_BUDGET` matches of the
+        rarest terms."""
+        counted = sorted((self._term_hits(conn, t), t) for t in terms)
+        chosen: list[str] = []
+        total = 0
+        for hits, term in counted:
+            if not hits or (chosen and total + hits > MATCH_BUDGET):
+                continue
+            chosen.append(term)
+            total += hits
+        expression = match_expression(chosen)
+        if expression is None:
+            return {}
+        floor = 0
+        if total > MATCH_BUDGET:
+            row = conn.execute(_FLOOR_SQL, (expression, MATCH_BUDGET - 1)).fetchone()
+            floor = row[0] if row else 0
+        found = conn.execute(_LEXICAL_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
+        return dict(found)
 
     def search(
         self,
@@ -148,7 +202,7 @@ class LocalSearch:
         expression = match_expression(terms)
         if expression is None or k <= 0:
             return []
-        lexical = dict(conn.execute(_LEXICAL_SQL, (expression, scope, CANDIDATES)).fetchall())
+        lexical = self._lexical(conn, scope, terms)
         dense: dict[int, float] = {}
         vectors: dict[int, Any] = {}
         if index is not None and query_vector is not None:
