@@ -328,3 +328,20 @@ async def test_a_per_instance_backend_is_never_cached(redis_url: str, fake: Fake
         await _ask(gw, ["1", "1"])
         await gw.state.memory.close()
     assert backend.searches == 2
+
+
+async def test_the_daemon_recalls_a_paraphrase_by_meaning(gw: RunningGateway) -> None:
+    from memproxy_cli.memory.local import LocalMemoryBackend
+
+    await _tell(gw, "alpha", "My dog is called Biscuit, she is a beagle.")
+    assert gw.state.memory is not None
+    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    assert isinstance(backend, LocalMemoryBackend)
+    assert await asyncio.to_thread(backend.wait_embedded_sync)
+    assert await asyncio.to_thread(backend.wait_vectors_loaded_sync, "alpha")
+    question = [{"role": "user", "content": "What is the name of my pet?"}]
+    headers, view = await _echo_openai(gw, "alpha", question)
+    assert headers["x-memproxy-memories"] == "1"
+    assert "Biscuit" in json.dumps(view["messages"][-1])
+    headers_b, _ = await _echo_openai(gw, "beta", question)
+    assert headers_b["x-memproxy-memories"] == "0"

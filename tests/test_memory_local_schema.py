@@ -11,7 +11,6 @@ from memproxy_cli.memory.local import LocalMemoryBackend
 from memproxy_cli.memory.local_schema import (
     FTS_TABLE,
     MIGRATIONS,
-    MIGRATIONS_TABLE,
     fts_is_current,
     migrate,
 )
@@ -88,7 +87,7 @@ async def test_a_released_store_is_migrated_and_loses_nothing(tmp_path: Path) ->
     store = LocalMemoryBackend(path)
     try:
         assert [m.id for m in await store.search("p", "postgres", 5)] == ["m0"]
-        applied = query(path, f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name")  # noqa: S608
+        applied = query(path, "SELECT name FROM _memory_migrations ORDER BY name")
         assert [r[0] for r in applied] == [m.__name__ for m in MIGRATIONS]
         parts = query(path, "SELECT id, user_text, assistant_text, embedding FROM memories")
         assert parts == [

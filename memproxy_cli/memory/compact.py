@@ -42,8 +42,8 @@ def parts(text: str, user_text: str | None, assistant_text: str | None) -> tuple
 
 
 def compact_text(user: str, assistant: str) -> str:
-    """The memory as injected: the statement and the answer's gist."""
-    return format_turn(_clip(user, USER_CHARS), gist(assistant))
+    """The memory as injected: the statement (as said, clipped) and the answer's gist."""
+    return format_turn(user, gist(assistant), USER_CHARS)
 
 
 def embedding_text(user: str, assistant: str) -> str:

@@ -20,6 +20,11 @@ import time
 from collections.abc import Callable
 
 MIGRATIONS_TABLE = "_memory_migrations"
+_CREATE_MIGRATIONS_SQL = """
+CREATE TABLE IF NOT EXISTS _memory_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)
+"""
+_APPLIED_SQL = "SELECT name FROM _memory_migrations"
+_RECORD_SQL = "INSERT INTO _memory_migrations (name, applied_at) VALUES (?, ?)"
 
 # The definition as SQLite keeps it in sqlite_master (without IF NOT EXISTS).
 FTS_TABLE = """CREATE VIRTUAL TABLE memories_fts USING fts5(
@@ -114,11 +119,8 @@ def _script(conn: sqlite3.Connection, script: str) -> None:
 
 
 def applied(conn: sqlite3.Connection) -> set[str]:
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-        "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    return {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}  # noqa: S608
+    conn.execute(_CREATE_MIGRATIONS_SQL)
+    return {row[0] for row in conn.execute(_APPLIED_SQL)}
 
 
 def migrate(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
@@ -133,10 +135,7 @@ def migrate(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
         for migration in MIGRATIONS:
             if migration.__name__ not in present:
                 migration(conn)
-                conn.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",  # noqa: S608
-                    (migration.__name__, time.time()),
-                )
+                conn.execute(_RECORD_SQL, (migration.__name__, time.time()))
                 done.append(migration.__name__)
             if migration.__name__ == upto:
                 break
@@ -150,7 +149,7 @@ def migrate(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
 def _applied_quietly(conn: sqlite3.Connection) -> set[str]:
     """The applied migrations without writing (a missing table: none)."""
     try:
-        return {row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}  # noqa: S608
+        return {row[0] for row in conn.execute(_APPLIED_SQL)}
     except sqlite3.OperationalError:
         return set()
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 CANDIDATES = 50
 # Most full-text matches ranked per recall: BM25 scores every match it ranks, and a word found
 # in most of a 100k-memory project (`"use"*`) would cost 200 ms. Terms are taken rarest first
-# while their matches fit (the rarest is always kept); past the budget only the newest
+# while their matches fit (the rarest is always kept); past the budget only the scope's newest
 # matches are ranked, which freshness favours anyway.
 MATCH_BUDGET = 400
 TERM_COUNT_TTL_S = 30.0
@@ -68,9 +68,10 @@ WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ? ORDER BY 
 _COUNT_SQL = (
     "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 )
-_FLOOR_SQL = (
-    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
-)
+_FLOOR_SQL = """
+SELECT memories_fts.rowid FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT 1 OFFSET ?
+"""
 _ROWS_SQL = """
 SELECT rowid, id, scope, text, created_at, metadata, user_text, assistant_text FROM memories
 WHERE scope = ? AND rowid IN (SELECT value FROM json_each(?))
@@ -181,7 +182,7 @@ class LocalSearch:
             return {}
         floor = 0
         if total > MATCH_BUDGET:
-            row = conn.execute(_FLOOR_SQL, (expression, MATCH_BUDGET - 1)).fetchone()
+            row = conn.execute(_FLOOR_SQL, (expression, scope, MATCH_BUDGET - 1)).fetchone()
             floor = row[0] if row else 0
         found = conn.execute(_LEXICAL_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
         return dict(found)
