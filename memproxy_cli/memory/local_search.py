@@ -73,8 +73,8 @@ SELECT memories_fts.rowid FROM memories_fts CROSS JOIN memories AS m ON m.rowid 
 WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT 1 OFFSET ?
 """
 _ROWS_SQL = """
-SELECT rowid, id, scope, text, created_at, metadata, user_text, assistant_text FROM memories
-WHERE scope = ? AND rowid IN (SELECT value FROM json_each(?))
+SELECT m.rowid, m.id, m.scope, m.text, m.created_at, m.metadata, m.user_text, m.assistant_text
+FROM json_each(?) AS j CROSS JOIN memories AS m ON m.rowid = j.value WHERE m.scope = ?
 """
 
 
@@ -121,29 +121,41 @@ def _statement_key(user: str) -> str:
     return " ".join(_WORD.findall(user.lower()))
 
 
+def _similarities(order: list[_Candidate], vectors: dict[int, Any]) -> Any:
+    """Cosines between the candidates' vectors (one matrix product), or None without any."""
+    if not vectors:
+        return None
+    import numpy as np  # only when there are vectors: the daemon, never a CLI command
+
+    dim = len(next(iter(vectors.values())))
+    stacked = np.stack([vectors.get(c.rowid, np.zeros(dim, dtype=np.float32)) for c in order])
+    return stacked @ stacked.T
+
+
 def newest_wins(candidates: list[_Candidate], vectors: dict[int, Any]) -> list[_Candidate]:
     """One candidate per subject: the newest, at the best score of its group, best first."""
     by_age = sorted(candidates, key=lambda c: (c.row[3], c.rowid), reverse=True)
-    groups: list[_Candidate] = []
+    sims = _similarities(by_age, vectors)
+    groups: list[int] = []  # positions in by_age of each group's newest member
     keys: list[str] = []
-    heads: list[Any] = []
-    for cand in by_age:
+    for i, cand in enumerate(by_age):
         key = _statement_key(cand.user)
-        vec = vectors.get(cand.rowid)
         joined = False
-        for i, head in enumerate(groups):
-            same = key == keys[i] or (
-                vec is not None and heads[i] is not None and float(vec @ heads[i]) >= SAME_SUBJECT
+        for g, head in enumerate(groups):
+            same = key == keys[g] or (
+                sims is not None
+                and cand.rowid in vectors
+                and by_age[head].rowid in vectors
+                and float(sims[i, head]) >= SAME_SUBJECT
             )
             if same:
-                head.score = max(head.score, cand.score)
+                by_age[head].score = max(by_age[head].score, cand.score)
                 joined = True
                 break
         if not joined:
-            groups.append(cand)
+            groups.append(i)
             keys.append(key)
-            heads.append(vec)
-    return sorted(groups, key=lambda c: c.score, reverse=True)
+    return sorted((by_age[g] for g in groups), key=lambda c: c.score, reverse=True)
 
 
 class LocalSearch:
@@ -215,7 +227,7 @@ class LocalSearch:
         wanted = set(lexical) | set(dense)
         if not wanted:
             return []
-        rows = conn.execute(_ROWS_SQL, (scope, json.dumps(sorted(wanted)))).fetchall()
+        rows = conn.execute(_ROWS_SQL, (json.dumps(sorted(wanted)), scope)).fetchall()
         best_bm25 = -min(lexical.values(), default=-1.0) or 1.0
         candidates = []
         for row in rows:
