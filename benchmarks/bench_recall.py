@@ -2,7 +2,12 @@
 
 Fills a temporary store with deterministic, varied turns, then times natural-language questions
 through the async API the gateway uses (executor hop included). Prints p50/p99 per size.
-Usage: python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--queries 300]
+With --hybrid, every memory also gets a vector (random unit vectors: embedding 100k turns with
+the model takes an hour of CPU, and search cost does not depend on the values), the model is
+loaded, and the figures are CPU time per call on the calling thread (the machine is shared):
+the search itself with the question's vector already computed, the question's embedding
+alone, and the process's RSS with the model and every vector loaded.
+Usage: python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--queries 300] [--hybrid]
 """
 
 from __future__ import annotations
@@ -121,7 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--hybrid", action="store_true", help="with vectors and the model")
     args = parser.parse_args()
+    if args.hybrid:
+        for size in (int(s) for s in args.sizes.split(",")):
+            hybrid(size, args.queries)
+        return
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             sync_store = LocalMemoryBackend(Path(tmp) / "memory.sqlite3")
@@ -139,6 +149,63 @@ async def _measure_and_close(store: LocalMemoryBackend, queries: int) -> list[fl
         return await measure(store, queries)
     finally:
         await store.close()
+
+
+def add_random_vectors(path: Path) -> None:
+    import importlib
+    import sqlite3
+
+    from memproxy_cli.memory.embeddings import DIM  # first: it sets numpy's BLAS threads
+
+    np = importlib.import_module("numpy")
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    rowids = [r[0] for r in conn.execute("SELECT rowid FROM memories")]
+    vectors = np.random.default_rng(3).standard_normal((len(rowids), DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    conn.execute("BEGIN")
+    sql = "UPDATE memories SET embedding = ? WHERE rowid = ?"
+    conn.executemany(sql, ((vectors[i].tobytes(), r) for i, r in enumerate(rowids)))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def percentiles(times: list[float]) -> str:
+    ordered = sorted(times)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered):6.2f} ms  p99 {p99:6.2f} ms"
+
+
+def hybrid(size: int, queries: int) -> None:
+    import psutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "memory.sqlite3"
+        sync_store = LocalMemoryBackend(path)
+        fill(sync_store, size)
+        sync_store.close_sync()
+        add_random_vectors(path)
+        store = LocalMemoryBackend(path, embed=True)
+        try:
+            store.wait_embedded_sync()
+            store.wait_vectors_loaded_sync("bench")
+            for q in QUESTIONS:
+                store.search_sync("bench", q, 5)  # vectors of the questions are kept
+            search, embed = [], []
+            for i in range(queries):
+                t0 = time.thread_time()
+                store.search_sync("bench", QUESTIONS[i % len(QUESTIONS)], 5)
+                search.append((time.thread_time() - t0) * 1000)
+                t0 = time.thread_time()
+                store._query_vector(f"{QUESTIONS[i % len(QUESTIONS)]} ({i})")
+                embed.append((time.thread_time() - t0) * 1000)
+            rss = psutil.Process().memory_info().rss / 2**20
+        finally:
+            store.shutdown_sync()
+    print(
+        f"{size:>7} memories  search CPU {percentiles(search)}  question embedding CPU "
+        f"{percentiles(embed)}  RSS {rss:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -271,6 +271,13 @@ class LocalMemoryConfig(_Model):
     recency_half_life_days: float = Field(
         30.0, gt=0, description="Age at which a memory's recency boost halves in ranking."
     )
+    embeddings: bool = Field(
+        True,
+        description=(
+            "Recall by meaning as well as by words, with the packaged all-MiniLM-L6-v2 model "
+            "(the daemon loads it in the background; about 135 MB of memory). false: words only."
+        ),
+    )
 
 
 class SupermemoryConfig(_Model):

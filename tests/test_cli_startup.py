@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,26 @@ def test_logs_reads_the_store_without_heavy_packages() -> None:
     modules = modules_after("logs", "-n", "20")
     assert "sqlite3" in modules and "rich.table" in modules
     assert loaded(modules, HEAVY) == []
+
+
+# The embedding runtime is the daemon's: a memory command searches by words only.
+EMBEDDING_RUNTIME = ("numpy", "safetensors", "tokenizers", "memproxy_cli.memory.embeddings")
+
+
+@pytest.mark.parametrize("args", [("search", "staging port"), ("list",)])
+def test_memory_commands_never_load_the_embedding_model(
+    args: tuple[str, ...], memproxy_home: Path
+) -> None:
+    from memproxy_cli.memory.backend import Turn
+    from memproxy_cli.memory.local import LocalMemoryBackend
+    from memproxy_cli.paths import get_paths
+
+    store = LocalMemoryBackend(get_paths().memory_db)
+    store.add_sync("my-app", Turn(user="the staging port is 5433", assistant="noted"))
+    store.close_sync()
+    modules = modules_after("memory", *args, "--project", "my-app")
+    assert "memproxy_cli.memory.local" in modules  # the store was read
+    assert loaded(modules, EMBEDDING_RUNTIME) == []
 
 
 @pytest.mark.parametrize("args", [("--help",), (), ("logs", "--help"), ("memory", "list", "-h")])

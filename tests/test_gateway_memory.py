@@ -265,21 +265,83 @@ class _CountingBackend(_SlowBackend):
         ]
 
 
-async def test_recall_results_shared_through_redis(redis_url: str, fake: FakeProvider) -> None:
+class _RemoteBackend(_CountingBackend):
+    name = "supermemory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forgotten: set[str] = set()
+
+    async def search(self, scope: str, query: str, k: int) -> list[Memory]:
+        found = await super().search(scope, query, k)
+        return [m for m in found if m.id not in self.forgotten]
+
+    async def forget(self, scope: str, memory_id: str) -> bool:
+        self.forgotten.add(memory_id)
+        return True
+
+
+async def _ask(gw: Any, expected: list[str]) -> None:
+    """Ask the same question once per item; each answer injects that many memories."""
+    for memories in expected:
+        headers, _ = await _echo_openai(
+            gw, "alpha", [{"role": "user", "content": "which db do we use?"}]
+        )
+        assert headers["x-memproxy-memories"] == memories
+        await gw.state.memory.drain(5)  # the cache fill runs in the background
+
+
+async def test_remote_recalls_are_shared_through_redis_until_a_turn_or_forget(
+    redis_url: str, fake: FakeProvider
+) -> None:
     from memproxy_cli.budget.recall_cache import RecallCache
 
-    config = config_for(fake.base, memory={"backend": "local"}, redis_url=redis_url)
-    backend = _CountingBackend()
+    config = config_for(fake.base, memory={"backend": "local", "store": False}, redis_url=redis_url)
+    backend = _RemoteBackend()
+    async with running_gateway(config, litellm=False) as gw:
+        service = MemoryService(
+            config, gw.state.paths, backend=backend, cache=RecallCache(redis_url)
+        )
+        gw.state.memory = service
+        await _ask(gw, ["1", "1"])
+        assert backend.searches == 1, "the second identical recall must come from Redis"
+        memory = service.backend_for(config.memory)
+        assert memory is not None
+        await memory.add("alpha", Turn(user="a new turn", assistant="ok"))
+        await _ask(gw, ["1"])
+        assert backend.searches == 2, "a new turn of the scope drops its cached recalls"
+        assert await memory.forget("alpha", "m1")
+        await _ask(gw, ["0"])  # never the forgotten memory from the cache
+        assert backend.searches == 3
+        await service.close()
+
+
+async def test_a_per_instance_backend_is_never_cached(redis_url: str, fake: FakeProvider) -> None:
+    from memproxy_cli.budget.recall_cache import RecallCache
+
+    config = config_for(fake.base, memory={"backend": "local", "store": False}, redis_url=redis_url)
+    backend = _CountingBackend()  # not a remote backend: another instance has another store
     async with running_gateway(config, litellm=False) as gw:
         gw.state.memory = MemoryService(
             config, gw.state.paths, backend=backend, cache=RecallCache(redis_url)
         )
-        for _ in range(2):
-            headers, view = await _echo_openai(
-                gw, "alpha", [{"role": "user", "content": "which db do we use?"}]
-            )
-            assert headers["x-memproxy-memories"] == "1"
-            assert "orders_db" in json.dumps(view["messages"][-1])
-            await gw.state.memory.drain(5)  # the cache fill runs in the background
+        await _ask(gw, ["1", "1"])
         await gw.state.memory.close()
-    assert backend.searches == 1, "the second identical recall must come from Redis"
+    assert backend.searches == 2
+
+
+async def test_the_daemon_recalls_a_paraphrase_by_meaning(gw: RunningGateway) -> None:
+    from memproxy_cli.memory.local import LocalMemoryBackend
+
+    await _tell(gw, "alpha", "My dog is called Biscuit, she is a beagle.")
+    assert gw.state.memory is not None
+    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    assert isinstance(backend, LocalMemoryBackend)
+    assert await asyncio.to_thread(backend.wait_embedded_sync)
+    assert await asyncio.to_thread(backend.wait_vectors_loaded_sync, "alpha")
+    question = [{"role": "user", "content": "What is the name of my pet?"}]
+    headers, view = await _echo_openai(gw, "alpha", question)
+    assert headers["x-memproxy-memories"] == "1"
+    assert "Biscuit" in json.dumps(view["messages"][-1])
+    headers_b, _ = await _echo_openai(gw, "beta", question)
+    assert headers_b["x-memproxy-memories"] == "0"

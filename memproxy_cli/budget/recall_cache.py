@@ -1,5 +1,8 @@
-"""A Redis cache for memory recall results, keyed by a hash of scope, query and k.
+"""A Redis cache for memory recall results: one hash per scope, one field per query and k.
 
+Only remote backends are cached (memory/cached_backend.py): every instance asks the same
+service, so what one instance cached is right for all. A new turn or a forget in the scope
+deletes the scope's hash, so a forgotten memory never comes back from the cache.
 Every call is bounded by short timeouts and a circuit breaker: a miss is always an answer.
 """
 
@@ -21,9 +24,12 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "memproxy:recall:"
 
 
-def recall_key(scope: str, query: str, k: int) -> str:
-    digest = hashlib.sha256(json.dumps([scope, query, k]).encode()).hexdigest()
-    return KEY_PREFIX + digest
+def scope_key(scope: str) -> str:
+    return KEY_PREFIX + hashlib.sha256(scope.encode()).hexdigest()
+
+
+def query_field(query: str, k: int) -> str:
+    return hashlib.sha256(json.dumps([query, k]).encode()).hexdigest()
 
 
 class RecallCache:
@@ -44,7 +50,7 @@ class RecallCache:
 
     async def get(self, scope: str, query: str, k: int) -> Any | None:
         """The cached value, or None (miss, Redis down, or breaker open)."""
-        raw = await self._call(self._redis().get(recall_key(scope, query, k)))
+        raw = await self._call(self._redis().hget(scope_key(scope), query_field(query, k)))
         if raw is None:
             return None
         try:
@@ -54,8 +60,15 @@ class RecallCache:
 
     async def set(self, scope: str, query: str, k: int, value: Any, ttl_s: int = 300) -> bool:
         data = json.dumps(value)
-        ok = await self._call(self._redis().set(recall_key(scope, query, k), data, ex=ttl_s))
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.hset(scope_key(scope), query_field(query, k), data)
+        pipe.expire(scope_key(scope), ttl_s)
+        ok = await self._call(pipe.execute())
         return bool(ok)
+
+    async def invalidate(self, scope: str) -> bool:
+        """Forget every cached recall of `scope` (a turn was stored or a memory forgotten)."""
+        return await self._call(self._redis().delete(scope_key(scope))) is not None
 
     async def _call(self, awaitable: Any) -> Any:
         if not self.breaker.allow():

@@ -94,7 +94,10 @@ async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
         from memproxy_cli.budget.recall_cache import RecallCache
 
         cache = RecallCache(state.config.redis_url)
-    service = MemoryService(state.config, state.paths, http_client=http_client, cache=cache)
+    service = MemoryService(
+        state.config, state.paths, http_client=http_client, cache=cache, embed=True
+    )
+    service.warm()
     state.memory = service
     yield
     await service.drain(state.config.server.drain_timeout_s)

@@ -21,7 +21,12 @@ def open_backend(config: Config, paths: Paths, project: str | None) -> MemoryBac
     settings = config.memory_for(project)
     if settings.backend == "local" and not paths.local_memory(config.memory.local.path).exists():
         return None
-    return MemoryService(config, paths).backend_for(settings)
+    cache = None
+    if config.redis_url and settings.backend != "local":  # forget drops cached recalls
+        from memproxy_cli.budget.recall_cache import RecallCache
+
+        cache = RecallCache(config.redis_url)
+    return MemoryService(config, paths, cache=cache).backend_for(settings)
 
 
 def run(backend: MemoryBackend, call: Callable[[MemoryBackend], Awaitable[T]]) -> T:

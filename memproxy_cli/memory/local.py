@@ -1,7 +1,9 @@
 """The embedded backend: memories in one SQLite file with an FTS5 index; recall in local_search.py.
 
 One thread writes (turns in batches, turn_batcher.py), reader threads search, each with its own
-connection: WAL lets a recall run while the writer commits.
+connection: WAL lets a recall run while the writer commits. With `embed` (the daemon), an
+embedder thread loads the model in the background, then embeds every stored turn that has no
+vector yet (new turns and, once, an upgraded store's) and hands the vectors to the writer.
 """
 
 from __future__ import annotations
@@ -13,25 +15,30 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.fts_query import query_terms
-from memproxy_cli.memory.local_schema import SCHEMA, rebuild_fts_if_outdated
+from memproxy_cli.memory.local_schema import CHANGES_SQL, migrate, rebuild_fts_if_outdated
 from memproxy_cli.memory.local_search import LocalSearch, row_to_memory
 from memproxy_cli.memory.redact import redact
 from memproxy_cli.memory.turn_batcher import TurnBatcher
-from memproxy_cli.memory.turn_text import labeled, unlabeled
+from memproxy_cli.memory.turn_text import MAX_PART_CHARS, labeled, unlabeled
+
+if TYPE_CHECKING:
+    from memproxy_cli.memory.embeddings import MiniLM, Vectors
+    from memproxy_cli.memory.scope_vectors import ScopeVectors
 
 T = TypeVar("T")
 log = logging.getLogger("memproxy.memory")
 
 READERS = 2  # searches in parallel (SQLite releases the GIL while it steps)
-# How many of the newest matches recall ranks (local_search.py); read at each search.
-TERM_MATCH_BUDGET = 400
+EMBED_BATCH = 32
+QUERY_VECTORS_KEPT = 256
 
 _LIST_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
@@ -49,6 +56,20 @@ _EXPORT_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata
 FROM memories AS m WHERE m.scope = ? ORDER BY m.created_at, m.rowid
 """
+_INSERT_SQL = """
+INSERT INTO memories
+    (id, scope, text, created_at, metadata, user_text, assistant_text, client, note)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_UNEMBEDDED_SQL = """
+SELECT rowid, scope, text, user_text, assistant_text FROM memories
+WHERE embedding IS NULL AND rowid > ? ORDER BY rowid LIMIT ?
+"""
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_PART_CHARS else text[: MAX_PART_CHARS - 1].rstrip() + "…"
 
 
 def _shown(memory: Memory) -> Memory:
@@ -58,19 +79,20 @@ def _shown(memory: Memory) -> Memory:
 
 
 class LocalMemoryBackend:
-    """Memories in one SQLite file (WAL): one thread writes, another searches.
-
-    Searches have their own thread and connection so a recall never queues behind the stores
-    of earlier turns; WAL lets that reader run while the writer commits.
-    """
+    """Memories in one SQLite file (WAL): one thread writes, reader threads search."""
 
     name = "local"
 
     def __init__(
-        self, path: Path, half_life_days: float = 30.0, store_linger_s: float = 0.0
+        self,
+        path: Path,
+        half_life_days: float = 30.0,
+        store_linger_s: float = 0.0,
+        embed: bool = False,
     ) -> None:
         """`store_linger_s`: how long the writer lets turns gather after a write (turn_batcher.py);
-        the daemon lingers, direct callers (the CLI, tests) get each write at once."""
+        the daemon lingers, direct callers (the CLI, tests) get each write at once. `embed`:
+        load the embedding model in the background and recall by meaning too (the daemon)."""
         self.path = path
         self.half_life_days = half_life_days
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memproxy-memory")
@@ -81,14 +103,26 @@ class LocalMemoryBackend:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._model: MiniLM | None = None
+        self._index: ScopeVectors | None = None
+        self._query_vectors: OrderedDict[str, Vectors] = OrderedDict()
+        self._wake = threading.Event()
+        self._embedder: threading.Thread | None = None
+        self._embedder_pool: ThreadPoolExecutor | None = None
+        if embed:
+            self._embedder_pool = ThreadPoolExecutor(1, thread_name_prefix="memproxy-vectors")
+            self._embedder = threading.Thread(
+                target=self._embed_forever, name="memproxy-embedder", daemon=True
+            )
+            self._embedder.start()
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _connection(self, reader: bool = False) -> sqlite3.Connection:
         """This thread's connection (each executor thread, and a CLI caller, has its own).
 
-        The first connection that may write also brings an outdated text index up to date
-        (never a reader: a recall has a time budget).
+        The first connection brings the schema up to date (migrations); the first that may
+        write also rebuilds an outdated text index (never a reader: a recall has a budget).
         """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -99,7 +133,7 @@ class LocalMemoryBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
+            migrate(conn)
             if not reader:
                 self._rebuild_outdated_index(conn)
             self._local.conn = conn
@@ -110,7 +144,6 @@ class LocalMemoryBackend:
     def _rebuild_outdated_index(self, conn: sqlite3.Connection) -> None:
         started = time.monotonic()
         if rebuild_fts_if_outdated(conn):
-            self._search.forget_kept()
             log.info(
                 "memory: reindexed %s for faster recall in %.1f s",
                 self.path,
@@ -134,18 +167,103 @@ class LocalMemoryBackend:
                 used[0].interrupt()
             raise
 
+    # -- embeddings -------------------------------------------------------------------------
+
+    @property
+    def embeddings_ready(self) -> bool:
+        return self._model is not None
+
+    def _embed_forever(self) -> None:
+        """The embedder thread: load the model, then embed what has no vector, when woken."""
+        try:
+            from memproxy_cli.memory.embeddings import MiniLM
+            from memproxy_cli.memory.scope_vectors import LOAD_SQL, ScopeVectors
+
+            model = MiniLM()
+        except Exception as exc:
+            log.warning("memory: embedding model unavailable, recall is lexical only: %s", exc)
+            return
+        assert self._embedder_pool is not None
+        loader = self._embedder_pool
+
+        def load(scope: str) -> tuple[int, list[tuple[int, bytes]]]:
+            conn = self._connection(reader=True)
+            conn.execute("BEGIN")
+            try:
+                changes = int(conn.execute(CHANGES_SQL).fetchone()[0])
+                return changes, conn.execute(LOAD_SQL, (scope,)).fetchall()
+            finally:
+                conn.execute("ROLLBACK")
+
+        self._index = ScopeVectors(loader, load)
+        self._model = model
+        while not self._closed:
+            try:
+                while not self._closed and self._embed_pending(model):
+                    pass
+            except Exception as exc:  # the store is closing, or busy: try again when woken
+                log.debug("memory: embedding deferred: %s", exc)
+            self._wake.wait()
+            self._wake.clear()
+
+    def _embed_pending(self, model: MiniLM) -> bool:
+        """Embed one batch of memories without a vector; False when none is left."""
+        from memproxy_cli.memory.compact import embedding_text, parts
+
+        rows = self._connection(reader=True).execute(_UNEMBEDDED_SQL, (0, EMBED_BATCH)).fetchall()
+        if not rows:
+            return False
+        texts = [embedding_text(*parts(r[2], r[3], r[4])) for r in rows]
+        vectors = model.encode(texts)
+        updates = [(vectors[i].tobytes(), rows[i][0]) for i in range(len(rows))]
+        self._executor.submit(self._write_vectors, updates).result()
+        index = self._index
+        if index is not None:
+            by_scope: dict[str, list[int]] = {}
+            for i, row in enumerate(rows):
+                by_scope.setdefault(row[1], []).append(i)
+            for scope, at in by_scope.items():
+                index.add(scope, [int(rows[i][0]) for i in at], vectors[at])
+        return True
+
+    def _write_vectors(self, updates: list[tuple[bytes, int]]) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("UPDATE memories SET embedding = ? WHERE rowid = ?", updates)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _query_vector(self, query: str) -> Vectors | None:
+        model = self._model
+        if model is None:
+            return None
+        with self._lock:
+            kept = self._query_vectors.get(query)
+        if kept is None:
+            kept = model.encode([query])[0]
+            with self._lock:
+                self._query_vectors[query] = kept
+                while len(self._query_vectors) > QUERY_VECTORS_KEPT:
+                    self._query_vectors.popitem(last=False)
+        return kept
+
+    # -- synchronous operations (executor threads, the CLI) --------------------------------
+
     def search_sync(self, scope: str, query: str, k: int, now: float | None = None) -> list[Memory]:
-        terms = query_terms(query)
-        if not terms or k <= 0:
+        if not query_terms(query) or k <= 0:
             return []
         conn = self._connection()
         now = time.time() if now is None else now
-        # One read transaction: one snapshot (a window's calibration must see what bm25() saw)
-        # and one lock instead of one per statement.
-        conn.execute("BEGIN")
+        index = self._index
+        vector = self._query_vector(query) if index is not None else None
+        conn.execute("BEGIN")  # one snapshot for every statement of the recall
         try:
-            found = self._search.search(conn, scope, terms, k, now, TERM_MATCH_BUDGET)
-            return [_shown(m) for m in found]
+            if index is not None:
+                index.check(int(conn.execute(CHANGES_SQL).fetchone()[0]))
+            return self._search.search(conn, scope, query, k, now, index, vector)
         finally:
             conn.execute("ROLLBACK")  # it only read
 
@@ -159,7 +277,8 @@ class LocalMemoryBackend:
                 conn.execute(_REFRESH_SQL, (created, row[0]))
                 return str(row[1])
         memory_id = secrets.token_hex(8)
-        text, lengths = unlabeled(redact(turn.user), redact(turn.assistant), redact(turn.note))
+        user, assistant = redact(_clip(turn.user)), redact(_clip(turn.assistant))
+        text, lengths = unlabeled(user, assistant, redact(turn.note))  # labels are not indexed
         metadata: dict[str, Any] = {
             k: v
             for k, v in (
@@ -173,10 +292,8 @@ class LocalMemoryBackend:
         }
         metadata["parts"] = lengths
         metadata.update(turn.metadata)
-        conn.execute(
-            "INSERT INTO memories (id, scope, text, created_at, metadata) VALUES (?, ?, ?, ?, ?)",
-            (memory_id, scope, text, created, json.dumps(metadata)),
-        )
+        row = (memory_id, scope, text, created, json.dumps(metadata), user, assistant)
+        conn.execute(_INSERT_SQL, (*row, turn.client, turn.note or None))
         return memory_id
 
     def add_many_sync(self, scope: str, turns: Sequence[Turn]) -> int:
@@ -193,7 +310,31 @@ class LocalMemoryBackend:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._wake.set()
         return ids
+
+    def wait_embedded_sync(self) -> bool:
+        """Block until the model is loaded and every memory has a vector (tests, benchmarks);
+        False when there is no embedder or it stopped."""
+        while True:
+            if self._model is not None:
+                sql = "SELECT count(*) FROM memories WHERE embedding IS NULL"
+                if not self._connection(reader=True).execute(sql).fetchone()[0]:
+                    return True
+                self._wake.set()
+            if self._embedder is None or not self._embedder.is_alive():
+                return False
+            self._embedder.join(0.01)
+
+    def wait_vectors_loaded_sync(self, scope: str) -> bool:
+        """Block until `scope`'s vectors are in memory (tests, benchmarks)."""
+        while True:
+            index = self._index
+            if index is not None and index.ready(scope):
+                return True
+            if self._embedder is None or not self._embedder.is_alive():
+                return False
+            self._embedder.join(0.01)
 
     def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
         rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
@@ -217,11 +358,22 @@ class LocalMemoryBackend:
         sql = "SELECT scope, count(*) FROM memories GROUP BY scope ORDER BY scope"
         return [(row[0], row[1]) for row in self._connection().execute(sql)]
 
+    def shutdown_sync(self) -> None:
+        """Stop the embedder and close every connection (callers without an event loop)."""
+        self._closed = True
+        self._wake.set()
+        if self._embedder is not None:
+            self._embedder.join()
+        if self._embedder_pool is not None:
+            self._embedder_pool.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        self._executor.shutdown(wait=True)
+        self.close_sync()
+
     def close_sync(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, []
         self._local = threading.local()
-        self._search.close()
         for conn in conns:
             conn.close()
 
@@ -248,6 +400,11 @@ class LocalMemoryBackend:
         if self._closed:
             return
         self._closed = True
+        self._wake.set()
+        if self._embedder is not None:
+            await asyncio.to_thread(self._embedder.join)
+        if self._embedder_pool is not None:
+            await asyncio.to_thread(self._embedder_pool.shutdown, True)
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._reader.shutdown, True)  # let running searches finish
         await loop.run_in_executor(self._executor, self.close_sync)

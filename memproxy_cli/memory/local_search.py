@@ -1,66 +1,81 @@
-"""Recall from the local store: FTS5 (BM25) over the newest matches, blended with recency.
+"""Recall from the local store: FTS5 BM25 and exact vector search, fused dense-first.
 
-Search restricts candidates with the full-text index first (the best `CANDIDATES` by BM25 within
-the scope), then blends in recency in Python: score = (1 - w) * relevance + w * freshness, where
-relevance is BM25 scaled to the best candidate (0..1] and freshness halves every half-life.
-Terms that match a large share of the store (a `"use"*` in a 100k-memory project) would make
-BM25 score tens of thousands of rows while adding little: terms are taken rarest first until
-their matches would exceed the budget (the rarest term is always kept), and only the newest
-`budget` matches (by insertion order) are ranked, which recency would favour anyway. Those
-matches and their BM25 scores are kept between recalls (match_window.py): a later recall with
-the same terms scores only the turns stored since (recent_rows.py, fts_bm25.py).
-A query with nothing searchable left (empty, or only stop words) returns no memories: injecting
-whatever is recent would be noise, not recall.
+Candidates are the best `CANDIDATES` of each list within the scope: FTS5's bm25() over the query
+terms (OR of prefixes), and the cosine of the query's embedding with every embedded memory of
+the scope (scope_vectors.py). Each candidate scores
+
+    cosine + LEXICAL_WEIGHT * coverage + FRESHNESS_WEIGHT * freshness
+
+where coverage is the share of the query's terms the memory contains and freshness halves every
+half-life. Plain reciprocal rank fusion lets BM25's list (noise on a paraphrased question) push
+out the dense list's answer; coverage only helps memories that share the question's words.
+A memory with no embedding yet (stored a moment ago, or waiting for the backfill of an upgraded
+store) and every memory while the model loads stand in with their scaled BM25 for the cosine.
+
+Newest wins: candidates whose statements are nearly the same (cosine >= `SAME_SUBJECT`, or the
+same words) form one group, shown once as its newest member at the group's best score: an
+update ("the staging DB moved to port 6543") replaces what it updates, and repeats collapse.
+A query with nothing searchable (empty, or only stop words) returns no memories.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
+import re
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
-from operator import itemgetter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.memory.backend import Memory
-from memproxy_cli.memory.fts_bm25 import CALIBRATION_ROWS, calibrate, new_matches
-from memproxy_cli.memory.fts_query import match_expression, term_expression
-from memproxy_cli.memory.match_window import (
-    BM25,
-    CREATED_AT,
-    Match,
-    Window,
-    WindowCache,
-    new_window,
-    rowid,
+from memproxy_cli.memory.compact import compact_text, parts
+from memproxy_cli.memory.fts_query import (
+    MIN_PREFIX_LEN,
+    match_expression,
+    query_terms,
+    term_expression,
 )
-from memproxy_cli.memory.recent_rows import RecentRows, Row
+
+if TYPE_CHECKING:
+    from memproxy_cli.memory.embeddings import Vectors
+    from memproxy_cli.memory.scope_vectors import ScopeVectors
 
 CANDIDATES = 50
+# Most full-text matches ranked per recall: BM25 scores every match it ranks, and a word found
+# in most of a 100k-memory project (`"use"*`) would cost 200 ms. Terms are taken rarest first
+# while their matches fit (the rarest is always kept); past the budget only the scope's newest
+# matches are ranked, which freshness favours anyway.
+MATCH_BUDGET = 400
 TERM_COUNT_TTL_S = 30.0
-RECENCY_WEIGHT = 0.3
-_DAY = 86400.0
 _MAX_TERM_COUNTS = 4096
+LEXICAL_WEIGHT = 0.25
+FRESHNESS_WEIGHT = 0.1
+SAME_SUBJECT = 0.6
+MIN_COSINE = 0.25  # below it, a memory sharing no word with the question is not recalled
+_DAY = 86400.0
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
+Row = tuple[Any, ...]  # id, scope, text, created_at, metadata (as in memories)
+
+# CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows).
+_LEXICAL_SQL = """
+SELECT memories_fts.rowid, bm25(memories_fts) AS score
+FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ? ORDER BY score LIMIT ?
+"""
 _COUNT_SQL = (
     "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 )
-_FLOOR_SQL = (
-    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
-)
-# CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows).
-_MATCHES_SQL = """
-SELECT bm25(memories_fts), -memories_fts.rowid, m.scope, m.created_at
-FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? ORDER BY memories_fts.rowid
+_FLOOR_SQL = """
+SELECT memories_fts.rowid FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT 1 OFFSET ?
 """
 _ROWS_SQL = """
-SELECT rowid, id, scope, text, created_at, metadata FROM memories
-WHERE rowid IN (SELECT value FROM json_each(?))
+SELECT m.rowid, m.id, m.scope, m.text, m.created_at, m.metadata, m.user_text, m.assistant_text
+FROM json_each(?) AS j CROSS JOIN memories AS m ON m.rowid = j.value WHERE m.scope = ?
 """
-_CHANGES_SQL = "SELECT changes FROM memories_version"
 
 
 def row_to_memory(row: Row, score: float = 0.0) -> Memory:
@@ -75,182 +90,169 @@ def row_to_memory(row: Row, score: float = 0.0) -> Memory:
     )
 
 
-def blend(relevance: float, created_at: float, now: float, half_life_days: float) -> float:
-    """Relevance (0..1) blended with freshness that halves every `half_life_days`."""
-    age_days = max(0.0, now - created_at) / _DAY
-    freshness = math.pow(0.5, age_days / half_life_days)
-    return (1.0 - RECENCY_WEIGHT) * relevance + RECENCY_WEIGHT * freshness
+def freshness(created_at: float, now: float, half_life_days: float) -> float:
+    return math.pow(0.5, max(0.0, now - created_at) / _DAY / half_life_days)
 
 
-def rank(
-    candidates: Sequence[Match], now: float, half_life_days: float, k: int
-) -> list[tuple[float, int]]:
-    """The `k` best (score, rowid) of `candidates` (best BM25 first), blended with freshness."""
-    best = -candidates[0][BM25] or 1.0
-    scored = [
-        (blend(-m[BM25] / best, m[CREATED_AT], now, half_life_days), rowid(m)) for m in candidates
-    ]
-    return heapq.nlargest(k, scored, key=itemgetter(0))
+def coverage(terms: Sequence[str], text: str) -> float:
+    """The share of `terms` found in `text` (prefix match, as the full-text query does)."""
+    if not terms:
+        return 0.0
+    words = set(_WORD.findall(text.lower()))
+    found = 0
+    for term in terms:
+        if term in words or (
+            len(term) >= MIN_PREFIX_LEN and any(w.startswith(term) for w in words)
+        ):
+            found += 1
+    return found / len(terms)
 
 
-def _matches(conn: sqlite3.Connection, expression: str, from_rowid: int) -> list[Match]:
-    """Matches from `from_rowid` on, scored by FTS5's bm25()."""
-    return conn.execute(_MATCHES_SQL, (expression, from_rowid)).fetchall()
+@dataclass(slots=True)
+class _Candidate:
+    rowid: int
+    row: Row
+    user: str
+    assistant: str
+    score: float
+
+
+def _statement_key(user: str) -> str:
+    return " ".join(_WORD.findall(user.lower()))
+
+
+def _similarities(order: list[_Candidate], vectors: dict[int, Any]) -> Any:
+    """Cosines between the candidates' vectors (one matrix product), or None without any."""
+    if not vectors or not order:
+        return None
+    import numpy as np  # only when there are vectors: the daemon, never a CLI command
+
+    dim = len(next(iter(vectors.values())))
+    stacked = np.stack([vectors.get(c.rowid, np.zeros(dim, dtype=np.float32)) for c in order])
+    return stacked @ stacked.T
+
+
+def newest_wins(candidates: list[_Candidate], vectors: dict[int, Any]) -> list[_Candidate]:
+    """One candidate per subject: the newest, at the best score of its group, best first."""
+    by_age = sorted(candidates, key=lambda c: (c.row[3], c.rowid), reverse=True)
+    sims = _similarities(by_age, vectors)
+    groups: list[int] = []  # positions in by_age of each group's newest member
+    keys: list[str] = []
+    for i, cand in enumerate(by_age):
+        key = _statement_key(cand.user)
+        joined = False
+        for g, head in enumerate(groups):
+            same = key == keys[g] or (
+                sims is not None
+                and cand.rowid in vectors
+                and by_age[head].rowid in vectors
+                and float(sims[i, head]) >= SAME_SUBJECT
+            )
+            if same:
+                by_age[head].score = max(by_age[head].score, cand.score)
+                joined = True
+                break
+        if not joined:
+            groups.append(i)
+            keys.append(key)
+    return sorted((by_age[g] for g in groups), key=lambda c: c.score, reverse=True)
 
 
 class LocalSearch:
-    """What recall keeps between searches: term counts, match windows, each reader's copy of
-    recent rows. Safe to use from several threads, each with its own connection."""
+    """Ranks the candidates of one recall; safe to use from several threads."""
 
     def __init__(self, half_life_days: float) -> None:
         self.half_life_days = half_life_days
         self._term_counts: dict[str, tuple[float, int]] = {}
-        self._windows = WindowCache()
-        self._local = threading.local()
-        self._copies: list[RecentRows] = []
-        self._lock = threading.Lock()
 
-    def search(
-        self,
-        conn: sqlite3.Connection,
-        scope: str,
-        terms: list[str],
-        k: int,
-        now: float,
-        budget: int,
-    ) -> list[Memory]:
-        """The `k` best memories of `scope` for `terms`. Run it in one read transaction."""
-        chosen, hits = self._selective_terms(conn, terms, budget)
-        expression = match_expression(chosen)
-        if expression is None:
-            return []
-        recent = self._recent_rows()
-        window = self._window(conn, recent, expression, hits, len(chosen) == 1, budget)
-        candidates = window.best(scope, CANDIDATES)
-        if not candidates:
-            return []
-        top = rank(candidates, now, self.half_life_days, k)
-        rows = {rowid: recent.rows[rowid] for _, rowid in top if rowid in recent.rows}
-        missing = [rowid for _, rowid in top if rowid not in rows]
-        if missing:
-            found = conn.execute(_ROWS_SQL, (json.dumps(missing),))
-            rows.update((row[0], row[1:]) for row in found)
-        return [row_to_memory(rows[rowid], score) for score, rowid in top if rowid in rows]
-
-    def forget_kept(self) -> None:
-        """Drop every kept window (the index was rebuilt)."""
-        self._windows.clear()
-
-    def close(self) -> None:
-        with self._lock:
-            copies, self._copies = self._copies, []
-        self._local = threading.local()
-        for copy in copies:
-            copy.close()
-
-    # -- terms ------------------------------------------------------------------------------
-
-    def _selective_terms(
-        self, conn: sqlite3.Connection, terms: list[str], budget: int
-    ) -> tuple[list[str], int]:
-        """The rarest terms whose matches fit the budget, and their match count (capped)."""
-        counted = []
-        for term in terms:
-            hits = self._term_hits(conn, term, budget)
-            if hits:
-                counted.append((hits, term))
-        counted.sort()
-        chosen: list[str] = []
-        total = 0
-        for hits, term in counted:
-            if chosen and total + hits > budget:
-                break
-            chosen.append(term)
-            total += hits
-        return chosen, total
-
-    def _term_hits(self, conn: sqlite3.Connection, term: str, budget: int) -> int:
-        """How many memories match a term (capped), remembered briefly: words recur across
-        questions and their counts move slowly, so most recalls skip these queries."""
+    def _term_hits(self, conn: sqlite3.Connection, term: str) -> int:
+        """How many memories match `term` (capped), remembered briefly: counts move slowly."""
         now = time.monotonic()
         cached = self._term_counts.get(term)
         if cached is not None and now - cached[0] < TERM_COUNT_TTL_S:
             return cached[1]
-        (hits,) = conn.execute(_COUNT_SQL, (term_expression(term), budget + 1)).fetchone()
+        (hits,) = conn.execute(_COUNT_SQL, (term_expression(term), MATCH_BUDGET + 1)).fetchone()
         if hits:  # never remember "no match": the next stored turn may bring the word
             if len(self._term_counts) >= _MAX_TERM_COUNTS:
                 self._term_counts.clear()
             self._term_counts[term] = (now, int(hits))
         return int(hits)
 
-    # -- windows ----------------------------------------------------------------------------
+    def _lexical(self, conn: sqlite3.Connection, scope: str, terms: list[str]) -> dict[int, float]:
+        """The best `CANDIDATES` by BM25 among the newest `MATCH_BUDGET` matches of the
+        rarest terms."""
+        counted = sorted((self._term_hits(conn, t), t) for t in terms)
+        chosen: list[str] = []
+        total = 0
+        for hits, term in counted:
+            if not hits or (chosen and total + hits > MATCH_BUDGET):
+                continue
+            chosen.append(term)
+            total += hits
+        expression = match_expression(chosen)
+        if expression is None:
+            return {}
+        floor = 0
+        if total > MATCH_BUDGET:
+            row = conn.execute(_FLOOR_SQL, (expression, scope, MATCH_BUDGET - 1)).fetchone()
+            floor = row[0] if row else 0
+        found = conn.execute(_LEXICAL_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
+        return dict(found)
 
-    def _recent_rows(self) -> RecentRows:
-        recent: RecentRows | None = getattr(self._local, "recent", None)
-        if recent is None:
-            recent = self._local.recent = RecentRows()
-            with self._lock:
-                self._copies.append(recent)
-        return recent
-
-    def _window(
+    def search(
         self,
         conn: sqlite3.Connection,
-        recent: RecentRows,
-        expression: str,
-        hits: int,
-        one_term: bool,
-        budget: int,
-    ) -> Window:
-        """The newest `budget` matches of `expression`, kept and topped up, or queried."""
-        row = conn.execute(_CHANGES_SQL).fetchone()
-        changes = int(row[0]) if row else 0
-        recent.refresh(conn, changes)
-        window = self._windows.get(expression, budget, changes)
-        if window is not None:
-            window = _topped_up(conn, recent, expression, window)
-        if window is None:
-            window = _full_window(conn, expression, hits, one_term, changes, budget, recent.last)
-        self._windows.put(expression, window)
-        return window
-
-
-def _topped_up(
-    conn: sqlite3.Connection, recent: RecentRows, expression: str, window: Window
-) -> Window | None:
-    """`window` with the matches stored since it was last used; None when it is time for a
-    full query (a quarter of it was appended since)."""
-    after = window.checked_to
-    new: list[Match] | None = None
-    calibration = window.calibration
-    if recent.last <= after:
-        new = []  # nothing stored since
-    elif calibration is not None and recent.covers(after):
-        new = recent.matches(expression, after, calibration)
-    if new is None and calibration is not None:
-        new = new_matches(conn, expression, after + 1, calibration)
-    if new is None:
-        new = _matches(conn, expression, after + 1)
-    topped = window.extended(new, recent.last)
-    return None if topped.worn else topped
-
-
-def _full_window(
-    conn: sqlite3.Connection,
-    expression: str,
-    hits: int,
-    one_term: bool,
-    changes: int,
-    budget: int,
-    last: int,
-) -> Window:
-    floor = 0
-    if hits > budget:
-        row = conn.execute(_FLOOR_SQL, (expression, budget - 1)).fetchone()
-        floor = row[0] if row else 0
-    matches = _matches(conn, expression, floor)
-    calibration = None
-    if one_term and matches:
-        newest = {rowid(m): m[BM25] for m in matches[-CALIBRATION_ROWS:]}
-        calibration = calibrate(conn, expression, floor, newest)
-    return new_window(matches, budget, changes, last, calibration)
+        scope: str,
+        query: str,
+        k: int,
+        now: float,
+        index: ScopeVectors | None = None,
+        query_vector: Vectors | None = None,
+    ) -> list[Memory]:
+        """The `k` best memories of `scope`; lexical only without `index` and `query_vector`
+        (or while the scope's vectors load)."""
+        terms = query_terms(query)
+        expression = match_expression(terms)
+        if expression is None or k <= 0:
+            return []
+        lexical = self._lexical(conn, scope, terms)
+        dense: dict[int, float] = {}
+        vectors: dict[int, Any] = {}
+        if index is not None and query_vector is not None:
+            dense = index.top(scope, query_vector, CANDIDATES) or {}
+            vectors = index.vectors_of(scope, sorted(set(lexical) | set(dense)))
+            for rowid in lexical:
+                if rowid not in dense and rowid in vectors:
+                    dense[rowid] = float(vectors[rowid] @ query_vector)
+        wanted = set(lexical) | set(dense)
+        if not wanted:
+            return []
+        rows = conn.execute(_ROWS_SQL, (json.dumps(sorted(wanted)), scope)).fetchall()
+        best_bm25 = -min(lexical.values(), default=-1.0) or 1.0
+        candidates = []
+        for row in rows:
+            rowid = int(row[0])
+            user, assistant = parts(row[3], row[6], row[7])
+            relevance = dense.get(rowid)
+            if rowid not in lexical and (relevance is None or relevance < MIN_COSINE):
+                continue
+            if relevance is None:
+                relevance = 0.5 * (-lexical.get(rowid, 0.0) / best_bm25)
+            score = (
+                relevance
+                + LEXICAL_WEIGHT * coverage(terms, row[3])
+                + FRESHNESS_WEIGHT * freshness(row[4], now, self.half_life_days)
+            )
+            candidates.append(_Candidate(rowid, row[1:6], user, assistant, score))
+        chosen = newest_wins(candidates, vectors)[:k]
+        return [
+            Memory(
+                id=c.row[0],
+                scope=c.row[1],
+                text=compact_text(c.user, c.assistant),
+                created_at=c.row[3],
+                score=c.score,
+                metadata=json.loads(c.row[4] or "{}"),
+            )
+            for c in chosen
+        ]

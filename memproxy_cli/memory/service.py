@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from memproxy_cli.config import Config, MemoryConfig, resolve_secret
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("memproxy.memory")
 
 MAX_PENDING_STORES = 256
-# Recall results shared through Redis go stale as turns are stored: keep them briefly.
-RECALL_CACHE_TTL_S = 30
+# Backends every instance shares: only these are put behind the Redis recall cache.
+REMOTE_BACKENDS = frozenset({"supermemory"})
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
@@ -84,15 +84,18 @@ class MemoryService:
         http_client: httpx.AsyncClient | None = None,
         max_pending: int = MAX_PENDING_STORES,
         cache: RecallCache | None = None,
+        embed: bool = False,
     ) -> None:
+        """`embed`: local backends recall by meaning too (the daemon; never a CLI command)."""
         self._config = config
+        self._embed = embed
         self._paths = paths
-        self._override = backend
+        self._cache = cache
+        self._override = self._cached(backend) if backend is not None else None
         self._http_client = http_client
         self._backends: dict[str, MemoryBackend] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._max_pending = max_pending
-        self._cache = cache
         self.dropped_stores = 0
         self.failed_stores = 0
         self.loops = LoopTracker(on_evict=self._abandoned)
@@ -105,6 +108,12 @@ class MemoryService:
 
     # -- backends ---------------------------------------------------------------------------
 
+    def warm(self) -> None:
+        """Build the configured backends now, so a local model loads before the first recall."""
+        self.backend_for(self._config.memory)
+        for project in self._config.projects:
+            self.backend_for(self._config.memory_for(project))
+
     def backend_for(self, settings: MemoryConfig) -> MemoryBackend | None:
         if settings.backend == "none":
             return None
@@ -112,9 +121,17 @@ class MemoryService:
             return self._override
         backend = self._backends.get(settings.backend)
         if backend is None:
-            backend = self._build(settings)
+            backend = self._cached(self._build(settings))
             self._backends[settings.backend] = backend
         return backend
+
+    def _cached(self, backend: MemoryBackend) -> MemoryBackend:
+        """A remote backend behind the Redis recall cache, when there is one."""
+        if self._cache is None or backend.name not in REMOTE_BACKENDS:
+            return backend
+        from memproxy_cli.memory.cached_backend import CachedBackend
+
+        return CachedBackend(backend, self._cache)
 
     def _build(self, settings: MemoryConfig) -> MemoryBackend:
         if settings.backend == "supermemory":
@@ -131,7 +148,10 @@ class MemoryService:
         local = self._config.memory.local
         path = self._paths.local_memory(local.path)
         return LocalMemoryBackend(
-            path, half_life_days=local.recency_half_life_days, store_linger_s=STORE_LINGER_S
+            path,
+            half_life_days=local.recency_half_life_days,
+            store_linger_s=STORE_LINGER_S,
+            embed=self._embed and local.embeddings,
         )
 
     # -- recall -----------------------------------------------------------------------------
@@ -169,7 +189,7 @@ class MemoryService:
         budget_ms = settings.recall_timeout_ms
         try:
             found = await asyncio.wait_for(
-                self._search(backend, scope, query, settings.top_k + SEARCH_HEADROOM),
+                backend.search(scope, query, settings.top_k + SEARCH_HEADROOM),
                 budget_ms / 1000,
             )
         except TimeoutError:
@@ -181,25 +201,6 @@ class MemoryService:
             return result
         self._inject(dialect, body, conversation, found, settings, result)
         return result
-
-    async def _search(self, backend: MemoryBackend, scope: str, query: str, k: int) -> list[Memory]:
-        """Search through the shared Redis recall cache when one is configured."""
-        cache = self._cache
-        if cache is None:
-            return await backend.search(scope, query, k)
-        hit = await cache.get(f"{backend.name}:{scope}", query, k)
-        if isinstance(hit, list):
-            return [Memory(**m) for m in hit if isinstance(m, dict)]
-        found = await backend.search(scope, query, k)
-        value = [asdict(m) for m in found]
-
-        async def fill() -> None:
-            await cache.set(f"{backend.name}:{scope}", query, k, value, ttl_s=RECALL_CACHE_TTL_S)
-
-        task = asyncio.get_running_loop().create_task(fill())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return found
 
     def _inject(
         self,
