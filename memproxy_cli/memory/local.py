@@ -354,10 +354,6 @@ class LocalMemoryBackend:
         rows = self._connection().execute(_EXPORT_SQL, (scope,))
         return [_shown(row_to_memory(row)) for row in rows]
 
-    def scopes_sync(self) -> list[tuple[str, int]]:
-        sql = "SELECT scope, count(*) FROM memories GROUP BY scope ORDER BY scope"
-        return [(row[0], row[1]) for row in self._connection().execute(sql)]
-
     def shutdown_sync(self) -> None:
         """Stop the embedder and close every connection (callers without an event loop)."""
         self._closed = True
