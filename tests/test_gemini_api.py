@@ -763,3 +763,24 @@ async def test_recorded_subagent_session_stores_only_the_human_turn(
     for text in stored:
         assert "Read notes.txt in the project directory" not in text
         assert "session_context" not in text and "complexity" not in text
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["gemini-x/../../v1/cachedContents", "gemini-x%2F..%2Fcached", "gemini-x%23", "gemini-x%3F"],
+)
+async def test_a_model_name_never_steers_the_upstream_path(
+    gw: RunningGateway, fake_gemini: FakeGemini, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gemini names the model in the URL: a request's model may not walk the upstream's paths
+    (with the daemon's own GEMINI_API_KEY, that would be a request choosing where a key goes)."""
+    from tests.fixtures.raw_http import request_head, send_raw
+
+    monkeypatch.setenv("GEMINI_API_KEY", "daemon-gemini-key-000111")
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
+    path = f"/v1beta/models/{model}:generateContent"
+    head = request_head(path, gw.server.port, f"Content-Length: {len(body)}\r\n\r\n")
+    reply = await send_raw(gw.server.port, head + body)
+    assert reply.status == 404, reply.body
+    assert reply.json()["error"]["status"] == "NOT_FOUND"
+    assert fake_gemini.seen == []

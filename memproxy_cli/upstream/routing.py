@@ -22,6 +22,8 @@ _OPENAI_COMPATIBLE = frozenset(
 _ANTHROPIC_NATIVE = frozenset({"anthropic"})
 _OPENAI_NAMES = re.compile(r"^(gpt-|o\d|chatgpt-|ft:gpt-|davinci|babbage|text-embedding-)")
 _ANTHROPIC_NAMES = re.compile(r"^claude-")
+# A model name a request may put into an upstream URL path (configured names come from config).
+_URL_SAFE_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?<!\.)")
 _GEMINI_NAMES = re.compile(r"^gemini-")
 
 
@@ -163,6 +165,8 @@ class Router:
         protocol = protocol_of(provider)
         if protocol is None:
             return None
+        if protocol == "gemini" and not _URL_SAFE_MODEL.fullmatch(bare):
+            return None  # Gemini names the model in the URL path: no `..`, `/`, `?` or `%`
         kind: Kind = "passthrough" if protocol == api else "litellm"
         return Route(
             kind=kind,
