@@ -19,7 +19,7 @@ from typing import Any
 
 from memproxy_cli.api.family import Wire
 from memproxy_cli.config import Config, RouterSettings
-from memproxy_cli.upstream.routing import Route, Router
+from memproxy_cli.upstream.routing import ByModel, Route, Router
 from memproxy_cli.upstream.session_state import iso
 from memproxy_cli.upstream.sessions import origin_of
 
@@ -94,18 +94,10 @@ class ModelGroups:
     def __init__(self, config: Config, router: Router) -> None:
         self._router = router
         self._settings = config.router_settings
-        self._cache: dict[tuple[str, Wire], ModelGroup | None] = {}
+        self._cache: ByModel[ModelGroup | None] = ByModel()
 
     def group(self, model: str, api: Wire) -> ModelGroup | None:
-        key = (model, api)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
-        if len(self._cache) >= 4096:  # model names come from clients: keep the cache bounded
-            self._cache.clear()
-        found = self._cache[key] = self._build(model, api)
-        return found
+        return self._cache.get(model, api, self._build)
 
     def _build(self, model: str, api: Wire) -> ModelGroup | None:
         configured = self._router.deployments_of(model, api)

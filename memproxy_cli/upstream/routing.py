@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from yarl import URL
 
 from memproxy_cli.api.family import Wire
 from memproxy_cli.config import Config, ModelEntry, resolve_secret
 
+T = TypeVar("T")
 Kind = Literal["passthrough", "litellm", "echo", "edge"]
 ECHO_MODEL = "memproxy/echo"
 
@@ -46,6 +48,27 @@ class Route:
     def endpoint_url(self, path: str) -> str:
         """The upstream URL for an API path such as /chat/completions or /messages."""
         return join_base(self.base_url, self.provider, path)
+
+
+class ByModel(Generic[T]):
+    """What was worked out for a (model, API) pair; bounded, since model names come from
+    clients: a flood of made-up names empties it rather than growing it."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], T] = {}
+
+    def get(self, model: str, api: Wire, build: Callable[[str, Wire], T]) -> T:
+        key = (model, api)
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        if len(self._found) >= self.MAX:
+            self._found.clear()
+        found = self._found[key] = build(model, api)
+        return found
 
 
 @lru_cache(maxsize=256)
@@ -96,7 +119,7 @@ class Router:
         for entry in config.model_list:
             self._entries.setdefault(entry.model_name, entry)
             self._deployments.setdefault(entry.model_name, []).append(entry)
-        self._cache: dict[tuple[str, str], Route | None] = {}
+        self._cache: ByModel[Route | None] = ByModel()
 
     def always_translates(self) -> bool:
         """Whether a configured model speaks neither the OpenAI nor the Anthropic API (Gemini,
@@ -116,15 +139,7 @@ class Router:
         return [(e, self._configured(e, api)) for e in self._deployments.get(model, ())]
 
     def resolve(self, model: str, api: Wire) -> Route | None:
-        key = (model, api)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
-        if len(self._cache) >= 4096:  # model names come from clients: keep the cache bounded
-            self._cache.clear()
-        route = self._cache[key] = self._resolve(model, api)
-        return route
+        return self._cache.get(model, api, self._resolve)
 
     def _resolve(self, model: str, api: Wire) -> Route | None:
         if model == ECHO_MODEL:
