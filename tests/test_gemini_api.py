@@ -46,7 +46,8 @@ def gemini_config(
 ) -> Config:
     raw: dict[str, Any] = {
         "upstreams": {"openai": other, "anthropic": other, "gemini": gemini},
-        "memory": {"backend": memory},
+        # A budget a loaded machine can meet (see tests/fixtures/gateway.py config_for).
+        "memory": {"backend": memory, "recall_timeout_ms": 30_000},
         **extra,
     }
     return parse_config(yaml.safe_dump(raw), "test-config.yaml")
