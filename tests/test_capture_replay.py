@@ -168,7 +168,7 @@ async def _replay(
     config = config_for(upstream.base, memory=memory, upstreams=upstreams)
     try:
         async with running_gateway(config, litellm=False) as gw:
-            memory = gw.state.memory
+            memory = gw.memory
             assert memory is not None
             backend = memory.backend_for(config.memory)
             assert backend is not None

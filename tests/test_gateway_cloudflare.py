@@ -38,8 +38,8 @@ async def test_challenge_is_named_and_not_retried(gw: RunningGateway, fake: Fake
     assert "Cloudflare challenged" in str(err.value)
     assert err.value.code == "cloudflare_challenge"
     assert len(fake.seen) == 1
-    assert gw.state.sessions is not None
-    [entry] = gw.state.sessions.snapshot()
+    assert gw.sessions is not None
+    [entry] = gw.sessions.snapshot()
     assert entry["last_verdict"] == "challenge"
 
 

@@ -33,9 +33,9 @@ async def test_edge_forwards_with_identity_and_streams(fake: FakeProvider) -> No
                 message = await ant.messages.create(
                     model="claude-test-1", max_tokens=10, messages=MESSAGES
                 )
-            assert central.state.memory is not None
-            await central.state.memory.drain(10)
-            backend = central.state.memory.backend_for(central.state.config.memory)
+            assert central.memory is not None
+            await central.memory.drain(10)
+            backend = central.memory.backend_for(central.state.config.memory)
             assert backend is not None
             stored = await backend.list("alpha")
     assert reply.choices[0].message.content == text == "Hello from the fake upstream."

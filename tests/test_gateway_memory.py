@@ -13,6 +13,7 @@ import pytest
 
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.service import MemoryService
+from memproxy_cli.paths import get_paths
 from tests.fixtures.fake_upstreams import FakeProvider
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 
@@ -57,8 +58,8 @@ async def _tell(gw: RunningGateway, project: str, text: str) -> None:
         await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
         )
-    assert gw.state.memory is not None
-    await gw.state.memory.drain(10)
+    assert gw.memory is not None
+    await gw.memory.drain(10)
 
 
 async def _echo_openai(
@@ -147,8 +148,8 @@ async def test_tool_result_turn_triggers_no_recall(gw: RunningGateway) -> None:
 async def test_secret_is_stored_redacted(gw: RunningGateway) -> None:
     secret = "sk-proj-" + "Zx9" * 12
     await _tell(gw, "alpha", f"Remember the staging key is {secret} for orders.")
-    assert gw.state.memory is not None
-    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    assert gw.memory is not None
+    backend = gw.memory.backend_for(gw.state.config.memory)
     assert backend is not None
     stored = await backend.list("alpha")
     assert stored, "the turn was not stored"
@@ -162,9 +163,9 @@ async def test_streamed_turn_is_remembered(gw: RunningGateway) -> None:
             model="gpt-4o-mini", messages=[{"role": "user", "content": FACT}], stream=True
         )
         [c async for c in stream]
-    assert gw.state.memory is not None
-    await gw.state.memory.drain(10)
-    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    assert gw.memory is not None
+    await gw.memory.drain(10)
+    backend = gw.memory.backend_for(gw.state.config.memory)
     assert backend is not None
     stored = await backend.list("gamma")
     assert len(stored) == 1 and "Noted: PostgreSQL 16" in stored[0].text
@@ -203,8 +204,8 @@ async def test_slow_or_failing_backend_costs_at_most_the_budget(
     fake: FakeProvider, fail: bool
 ) -> None:
     config = config_for(fake.base, memory={"backend": "local", "recall_timeout_ms": 200})
-    async with running_gateway(config, litellm=False) as gw:
-        gw.state.memory = MemoryService(config, gw.state.paths, backend=_SlowBackend(fail))
+    service = MemoryService(config, get_paths(), backend=_SlowBackend(fail))
+    async with running_gateway(config, litellm=False, memory=service) as gw:
         loop = asyncio.get_running_loop()
         started = loop.time()
         async with oai(gw, "alpha") as client:
@@ -288,7 +289,7 @@ async def _ask(gw: Any, expected: list[str]) -> None:
             gw, "alpha", [{"role": "user", "content": "which db do we use?"}]
         )
         assert headers["x-memproxy-memories"] == memories
-        await gw.state.memory.drain(5)  # the cache fill runs in the background
+        await gw.memory.drain(5)  # the cache fill runs in the background
 
 
 async def test_remote_recalls_are_shared_through_redis_until_a_turn_or_forget(
@@ -298,11 +299,8 @@ async def test_remote_recalls_are_shared_through_redis_until_a_turn_or_forget(
 
     config = config_for(fake.base, memory={"backend": "local", "store": False}, redis_url=redis_url)
     backend = _RemoteBackend()
-    async with running_gateway(config, litellm=False) as gw:
-        service = MemoryService(
-            config, gw.state.paths, backend=backend, cache=RecallCache(redis_url)
-        )
-        gw.state.memory = service
+    service = MemoryService(config, get_paths(), backend=backend, cache=RecallCache(redis_url))
+    async with running_gateway(config, litellm=False, memory=service) as gw:
         await _ask(gw, ["1", "1"])
         assert backend.searches == 1, "the second identical recall must come from Redis"
         memory = service.backend_for(config.memory)
@@ -321,12 +319,10 @@ async def test_a_per_instance_backend_is_never_cached(redis_url: str, fake: Fake
 
     config = config_for(fake.base, memory={"backend": "local", "store": False}, redis_url=redis_url)
     backend = _CountingBackend()  # not a remote backend: another instance has another store
-    async with running_gateway(config, litellm=False) as gw:
-        gw.state.memory = MemoryService(
-            config, gw.state.paths, backend=backend, cache=RecallCache(redis_url)
-        )
+    service = MemoryService(config, get_paths(), backend=backend, cache=RecallCache(redis_url))
+    async with running_gateway(config, litellm=False, memory=service) as gw:
         await _ask(gw, ["1", "1"])
-        await gw.state.memory.close()
+    await service.close()
     assert backend.searches == 2
 
 
@@ -334,8 +330,8 @@ async def test_the_daemon_recalls_a_paraphrase_by_meaning(gw: RunningGateway) ->
     from memproxy_cli.memory.local import LocalMemoryBackend
 
     await _tell(gw, "alpha", "My dog is called Biscuit, she is a beagle.")
-    assert gw.state.memory is not None
-    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    assert gw.memory is not None
+    backend = gw.memory.backend_for(gw.state.config.memory)
     assert isinstance(backend, LocalMemoryBackend)
     assert await asyncio.to_thread(backend.wait_embedded_sync)
     assert await asyncio.to_thread(backend.wait_vectors_loaded_sync, "alpha")

@@ -56,9 +56,9 @@ async def test_project_memory_override(fake: FakeProvider) -> None:
                 await oai.chat.completions.create(
                     model="gpt-4o-mini", messages=[{"role": "user", "content": "our db is mysql"}]
                 )
-        assert gw.state.memory is not None
-        await gw.state.memory.drain(10)
-        backend = gw.state.memory.backend_for(gw.state.config.memory)
+        assert gw.memory is not None
+        await gw.memory.drain(10)
+        backend = gw.memory.backend_for(gw.state.config.memory)
         assert backend is not None
         assert await backend.list("secret-project") == []
         assert len(await backend.list("open-project")) == 1

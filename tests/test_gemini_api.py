@@ -325,9 +325,9 @@ async def test_fact_is_stored_and_recalled_into_the_last_user_content(
         ]
     else:
         await gem.aio.models.generate_content(model="gemini-2.5-flash", contents=FACT)
-    assert memory_gw.state.memory is not None
-    await memory_gw.state.memory.drain(10)
-    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    assert memory_gw.memory is not None
+    await memory_gw.memory.drain(10)
+    backend = memory_gw.memory.backend_for(memory_gw.state.config.memory)
     stored = await backend.list("ledger")
     assert len(stored) == 1 and "Noted: CockroachDB 24" in stored[0].text
     contents = [
@@ -353,8 +353,8 @@ async def test_function_response_turn_is_not_the_user(
 ) -> None:
     gem = client(memory_gw, "ledger")
     await gem.aio.models.generate_content(model="gemini-2.5-flash", contents=FACT)
-    assert memory_gw.state.memory is not None
-    await memory_gw.state.memory.drain(10)
+    assert memory_gw.memory is not None
+    await memory_gw.memory.drain(10)
     contents = [
         types.Content(role="user", parts=[types.Part(text="Which database does billing use?")]),
         types.Content(
@@ -529,8 +529,8 @@ async def test_gemini_request_cannot_redirect_a_configured_key(
 ) -> None:
     from memproxy_cli.api.openai_chat import OPENAI_CHAT_FIELDS
 
-    assert gw.state.litellm is not None
-    litellm = await gw.state.litellm.module()
+    assert gw.litellm is not None
+    litellm = await gw.litellm.module()
     calls: list[dict[str, Any]] = []
     real = litellm.acompletion
 
@@ -672,9 +672,9 @@ async def test_gemini_cli_session_context_is_not_stored(
     await client(memory_gw, "ledger").aio.models.generate_content(
         model="gemini-2.5-flash", contents=contents
     )
-    assert memory_gw.state.memory is not None
-    await memory_gw.state.memory.drain(10)
-    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    assert memory_gw.memory is not None
+    await memory_gw.memory.drain(10)
+    backend = memory_gw.memory.backend_for(memory_gw.state.config.memory)
     stored = await backend.list("ledger")
     assert len(stored) == 1 and "CockroachDB 24" in stored[0].text
     assert "session_context" not in stored[0].text and "operating system" not in stored[0].text
@@ -703,8 +703,8 @@ async def test_structured_side_calls_are_not_turns(
     """Gemini CLI's model router asks for JSON fitting a schema: no recall, nothing stored."""
     gem = client(memory_gw, "ledger")
     await gem.aio.models.generate_content(model="gemini-2.5-flash", contents=FACT)
-    assert memory_gw.state.memory is not None
-    await memory_gw.state.memory.drain(10)
+    assert memory_gw.memory is not None
+    await memory_gw.memory.drain(10)
     schema = {
         "type": "object",
         "properties": {"complexity_reasoning": {"type": "string"}},
@@ -720,8 +720,8 @@ async def test_structured_side_calls_are_not_turns(
     )
     assert routed.text and "complexity_reasoning" in routed.text
     assert "ledger-east" not in json.dumps(fake_gemini.generations[-1].body)
-    await memory_gw.state.memory.drain(10)
-    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    await memory_gw.memory.drain(10)
+    backend = memory_gw.memory.backend_for(memory_gw.state.config.memory)
     stored = await backend.list("ledger")
     assert len(stored) == 1 and "complexity_reasoning" not in stored[0].text
 
@@ -738,8 +738,8 @@ async def test_recorded_subagent_session_stores_only_the_human_turn(
     await gem.aio.models.generate_content(
         model="gemini-2.5-flash", contents="Remember: notes.txt holds the deploy target."
     )
-    assert memory_gw.state.memory is not None
-    await memory_gw.state.memory.drain(10)
+    assert memory_gw.memory is not None
+    await memory_gw.memory.drain(10)
     recorded = json.loads((RECORDED / "subagent.json").read_text(encoding="utf-8"))
     headers = {"x-goog-api-key": KEY, "x-memproxy-project": "notes"}
     async with aiohttp.ClientSession() as http:
@@ -752,13 +752,13 @@ async def test_recorded_subagent_session_stores_only_the_human_turn(
             async with http.post(url, json=request["body"], headers=headers) as resp:
                 assert resp.status == 200, await resp.text()
                 await resp.read()
-    await memory_gw.state.memory.drain(10)
+    await memory_gw.memory.drain(10)
     sent = [s.body for s in fake_gemini.generations[1:]]
     human = [b for b in sent if "Use a subagent" in json.dumps(b["contents"][0])]
     others = [b for b in sent if b not in human or "responseJsonSchema" in json.dumps(b)]
     assert any("memproxy-memories" in json.dumps(b) for b in human)
     assert others and all("memproxy-memories" not in json.dumps(b) for b in others)
-    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    backend = memory_gw.memory.backend_for(memory_gw.state.config.memory)
     stored = [m.text for m in await backend.list("notes")]
     assert len(stored) == 2 and any("Use a subagent to find out" in t for t in stored)
     for text in stored:

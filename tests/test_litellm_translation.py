@@ -59,7 +59,7 @@ async def test_openai_request_to_anthropic_model(gw: RunningGateway, fake: FakeP
     assert seen.path == "/v1/messages"
     assert seen.headers["x-api-key"] == "sk-ant-configured-000001"
     assert seen.body["system"] in ("be brief", [{"type": "text", "text": "be brief"}])
-    assert gw.state.litellm is not None and gw.state.litellm.ready
+    assert gw.litellm is not None and gw.litellm.ready
 
 
 async def test_anthropic_request_to_openai_model(gw: RunningGateway, fake: FakeProvider) -> None:

@@ -284,7 +284,7 @@ async def gw() -> AsyncIterator[tuple[RunningGateway, FakeProvider]]:
 
 
 async def _stored(gateway: RunningGateway, scope: str) -> list[str]:
-    memory = gateway.state.memory
+    memory = gateway.memory
     assert memory is not None
     await memory.drain(10)
     backend = memory.backend_for(gateway.state.config.memory)
@@ -317,7 +317,7 @@ async def test_echo_turns_and_failed_calls_are_not_stored(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "this one works"}]
         )
     assert await _stored(gateway, "p") == ["User: this one works\nAssistant: Stored answer."]
-    memory = gateway.state.memory
+    memory = gateway.memory
     assert memory is not None
     await memory.flush_stats()
     stats = json.loads((gateway.state.paths.data_dir / "capture-stats.json").read_text())

@@ -185,7 +185,7 @@ async def test_unknown_routes_are_counted_as_not_found(fake: FakeProvider) -> No
 async def test_a_backed_off_upstream_shows_as_a_cooldown(fake: FakeProvider) -> None:
     async with running_gateway(config_for(fake.base), litellm=False) as gw:
         await chat(gw.url, 1)
-        assert gw.state.sessions is not None
+        assert gw.sessions is not None
         _, before = await scrape(gw.url)
         b = fake.behaviour  # the upstream's say-so: a 429 with Retry-After cools that key down
         b.fail_status, b.fail_times, b.fail_headers = 429, 1, {"Retry-After": "60"}

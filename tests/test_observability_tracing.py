@@ -172,7 +172,7 @@ async def test_a_collector_that_is_down_costs_no_request(fake: FakeProvider) -> 
     async with running_gateway(config, litellm=False) as gw:
         for _ in range(20):
             await _chat(gw.url, False)
-        assert gw.state.observer is not None and gw.state.observer.tracer is not None
+        assert gw.observer is not None and gw.observer.tracer is not None
     assert len(fake.seen) == 20
 
 

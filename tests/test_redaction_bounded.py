@@ -74,9 +74,9 @@ async def test_a_20_mb_message_is_clipped_before_redaction_and_redacted_off_the_
         ):
             assert resp.status == 200
             await resp.read()
-            assert gw.state.memory is not None
-            await gw.state.memory.drain(60)
-            assert gw.state.memory.failed_stores == 0
+            assert gw.memory is not None
+            await gw.memory.drain(60)
+            assert gw.memory.failed_stores == 0
     finally:
         await upstream.close()
     assert spy.calls, "the stored turn was never redacted"

@@ -339,8 +339,8 @@ async def _tell(gw: RunningGateway, project: str, fake: FakeResponses, stream: b
             [e async for e in events]
         else:
             await oai.responses.create(model="gpt-4o", input=FACT)
-    assert gw.state.memory is not None
-    await gw.state.memory.drain(10)
+    assert gw.memory is not None
+    await gw.memory.drain(10)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -348,8 +348,8 @@ async def test_final_text_is_stored_as_memory(
     memory_gw: RunningGateway, fake: FakeResponses, stream: bool
 ) -> None:
     await _tell(memory_gw, "billing", fake, stream)
-    assert memory_gw.state.memory is not None
-    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    assert memory_gw.memory is not None
+    backend = memory_gw.memory.backend_for(memory_gw.state.config.memory)
     assert backend is not None
     [stored] = await backend.list("billing")
     assert "amber-ledger-42" in stored.text
@@ -426,9 +426,9 @@ async def test_compaction_request_gets_no_recall_and_is_not_stored(
         raw = await oai.responses.with_raw_response.create(model="gpt-4o", input=compact)
     assert raw.headers["x-memproxy-memories"] == "0"
     assert fake.requests[-1].body["input"] == compact
-    assert memory_gw.state.memory is not None
-    await memory_gw.state.memory.drain(10)
-    backend = memory_gw.state.memory.backend_for(memory_gw.state.config.memory)
+    assert memory_gw.memory is not None
+    await memory_gw.memory.drain(10)
+    backend = memory_gw.memory.backend_for(memory_gw.state.config.memory)
     assert backend is not None
     assert len(await backend.list("billing")) == 1  # only the turn that told the fact
 
@@ -592,8 +592,8 @@ async def test_translated_previous_response_id_is_refused(
 async def test_translated_failure_mid_stream_is_response_failed(
     translating_gw: RunningGateway, claude: FakeMessages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert translating_gw.state.litellm is not None
-    litellm = await translating_gw.state.litellm.module()
+    assert translating_gw.litellm is not None
+    litellm = await translating_gw.litellm.module()
     real = litellm.aresponses
 
     async def breaking(**kwargs: Any) -> Any:
@@ -706,8 +706,8 @@ async def test_translated_request_cannot_redirect_the_key(
     monkeypatch: pytest.MonkeyPatch,
     stream: bool,
 ) -> None:
-    assert translating_gw.state.litellm is not None
-    litellm = await translating_gw.state.litellm.module()
+    assert translating_gw.litellm is not None
+    litellm = await translating_gw.litellm.module()
     calls: list[dict[str, Any]] = []
     real = litellm.aresponses
 

@@ -38,7 +38,7 @@ async def _post(
 
 
 async def _stored(gw: RunningGateway) -> list[Any]:
-    memory = gw.state.memory
+    memory = gw.memory
     assert memory is not None
     await memory.drain(10)
     backend = memory.backend_for(gw.state.config.memory)

@@ -143,8 +143,8 @@ async def test_project_listener_refuses_another_project(
 ) -> None:
     status, _ = await _post(listener, "/v1/chat/completions", CHAT)  # alpha's turn is stored
     assert status == 200
-    assert listener.state.memory is not None
-    await listener.state.memory.drain(10)
+    assert listener.memory is not None
+    await listener.memory.drain(10)
     for path, body in (("/v1/chat/completions", ECHO), ("/v1/messages", {**ECHO, "max_tokens": 5})):
         status, reply = await _post(listener, path, body, {"x-memproxy-project": "beta"})
         assert status == 403

@@ -127,8 +127,8 @@ async def test_litellm_receives_only_allowlisted_arguments(
     """Whatever a request says, the keyword arguments of the call are ours or allowlisted."""
     from memproxy_cli.api.openai_chat import OPENAI_CHAT_FIELDS
 
-    assert gw.state.litellm is not None
-    litellm = await gw.state.litellm.module()
+    assert gw.litellm is not None
+    litellm = await gw.litellm.module()
     calls: list[dict[str, Any]] = []
     real = litellm.acompletion
 

@@ -66,8 +66,8 @@ async def test_traversing_user_id_is_a_400_and_never_reaches_supermemory(
         http.post(gw.url + path, json=body, headers={"x-memory-user-id": TRAVERSAL}) as resp,
     ):
         status, answer = resp.status, await resp.json()
-        assert gw.state.memory is not None
-        await gw.state.memory.drain(10)
+        assert gw.memory is not None
+        await gw.memory.drain(10)
     assert status == 400
     if shape == "openai":
         assert answer["error"]["type"] == "invalid_request_error"
@@ -102,8 +102,8 @@ async def test_ordinary_user_ids_keep_their_own_namespace(
         ) as resp,
     ):
         assert resp.status == 200
-        assert gw.state.memory is not None
-        await gw.state.memory.drain(10)
+        assert gw.memory is not None
+        await gw.memory.drain(10)
     paths = {r.path for r in state.requests}
     assert paths == {f"/ns/user:{user}/search", f"/ns/user:{user}/document"}
 

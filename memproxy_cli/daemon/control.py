@@ -12,7 +12,8 @@ from aiohttp import web
 
 from memproxy_cli import __version__
 from memproxy_cli.gateway.listeners import ListenerManager
-from memproxy_cli.gateway.state import GatewayState
+from memproxy_cli.gateway.resources import LITELLM, OBSERVER, RECORDER, SESSIONS
+from memproxy_cli.gateway.state import STATE
 
 CONTROL: web.AppKey[Controller] = web.AppKey("memproxy_controller")
 
@@ -22,13 +23,14 @@ class Controller:
 
     def __init__(
         self,
-        state: GatewayState,
+        gateway: web.Application,
         listeners: ListenerManager,
         url: str,
         reload: Callable[[], Awaitable[str | None]],
         shutdown: asyncio.Event,
     ) -> None:
-        self.state = state
+        self.gateway = gateway
+        self.state = gateway[STATE]
         self.listeners = listeners
         self.url = url
         self.reload = reload
@@ -37,8 +39,8 @@ class Controller:
     def status(self) -> dict[str, Any]:
         import time
 
-        state = self.state
-        recorder_stats = getattr(state.recorder, "stats", None)
+        state, litellm = self.state, self.gateway.get(LITELLM)
+        recorder = self.gateway.get(RECORDER)
         return {
             "pid": os.getpid(),
             "url": self.url,
@@ -51,9 +53,9 @@ class Controller:
             ],
             "inflight": state.inflight,
             "requests_total": state.requests_total,
-            "litellm_ready": bool(state.litellm and state.litellm.ready),
+            "litellm_ready": bool(litellm and litellm.ready),
             "config": state.config.source,
-            "spend_writer": recorder_stats if isinstance(recorder_stats, dict) else None,
+            "spend_writer": recorder.stats if recorder is not None else None,
             "cooldowns": state.deployments.cooldowns(),
         }
 
@@ -61,7 +63,7 @@ class Controller:
         """Upstream sessions as they are now, each with its deployments in cooldown."""
         from memproxy_cli.upstream.deployments import with_cooldowns
 
-        sessions = self.state.sessions
+        sessions = self.gateway.get(SESSIONS)
         entries = sessions.snapshot() if sessions is not None else []
         return with_cooldowns(entries, self.state.deployments.cooldowns())
 
@@ -180,10 +182,11 @@ async def _shutdown(request: web.Request) -> web.Response:
 
 async def _live(request: web.Request) -> web.Response:
     """What `memproxy top` shows: recent requests and rolling aggregates, from memory."""
-    state = request.app[CONTROL].state
-    if state.observer is None:
+    controller = request.app[CONTROL]
+    observer = controller.gateway.get(OBSERVER)
+    if observer is None:
         return _json({"error": "the gateway is not serving yet"}, 503)
-    return _json(state.observer.live.snapshot(inflight=state.inflight))
+    return _json(observer.live.snapshot(inflight=controller.state.inflight))
 
 
 async def _sessions(request: web.Request) -> web.Response:

@@ -22,9 +22,10 @@ from memproxy_cli.daemon.logs import (
     register_secrets,
     setup_logging,
 )
-from memproxy_cli.gateway.app import build_app, seed_budgets
+from memproxy_cli.gateway.app import apply_config, build_app, seed_budgets
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
+from memproxy_cli.gateway.resources import BUDGETS, LITELLM
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.paths import Paths, get_paths, open_private
 
@@ -97,15 +98,16 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
         new.server.host, new.server.port = state.config.server.host, state.config.server.port
         register_secrets(config_secrets(new.model_dump()))
         first_budgets = bool(new.budgets) and not state.config.budgets
-        state.apply_config(new)
+        apply_config(app, new)
         register_secrets([state.local_token])
-        if first_budgets and state.budget is not None:
-            await asyncio.to_thread(seed_budgets, state.budget, state)
+        budgets = app.get(BUDGETS)
+        if first_budgets and budgets is not None:
+            await asyncio.to_thread(seed_budgets, budgets, state)
         log.info("config reloaded", extra={"config": new.source})
         return None
 
     listeners = ListenerManager(runner, state, host)
-    controller = Controller(state, listeners, url, reload, stop)
+    controller = Controller(app, listeners, url, reload, stop)
     control = web.AppRunner(build_control_app(controller), access_log=None)
     await control.setup()
     sock = paths.control_socket
@@ -124,9 +126,10 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
-    if state.litellm is not None and state.router.always_translates():
+    litellm = app.get(LITELLM)
+    if litellm is not None and state.router.always_translates():
         # Otherwise LiteLLM (~130 MB, seconds of imports) loads on the first translated request.
-        state.litellm.start()
+        litellm.start()
     # Start-up objects live for the whole run: keep full GC passes from walking them (pauses).
     gc.collect()
     gc.freeze()

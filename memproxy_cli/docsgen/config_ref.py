@@ -129,6 +129,15 @@ keeps keys out of the file. Errors name the file, the line and the key; `memprox
 the running config when the new one is invalid. The commented example is
 [config.example.yaml](../config.example.yaml).
 
+`memproxy reload` (or `SIGHUP`) applies a new config to the next request, except what is fixed
+when the daemon or one of its resources starts; those take `memproxy down && memproxy up`:
+`server.host` and `server.port`; `server.max_body_bytes` (a lower value applies to bodies that
+declare their length, a higher one does not); `server.max_header_bytes` and
+`server.header_timeout_s`; `server.retry_budget_ratio`; the connection pool of each upstream
+(`server.max_concurrent_per_upstream` still caps requests in flight after a reload);
+`database_url` and `redis_url`; `observability.*`; and memory, when it was off for every
+project at start-up.
+
 `<project>` and `<model>` stand for names you choose; `[]` marks the items of a list.
 """
 

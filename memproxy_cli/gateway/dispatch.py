@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from memproxy_cli.errors import GatewayError, RowStatus
 from memproxy_cli.gateway.exchange import Exchange
+from memproxy_cli.gateway.resources import LITELLM, upstream_deps
 from memproxy_cli.gateway.state import GatewayState
 from memproxy_cli.upstream import echo, passthrough
 from memproxy_cli.upstream.cloudflare import parse_retry_after
@@ -56,6 +57,7 @@ class _Walk:
         retries = settings.num_retries
         self.retries = state.config.server.max_retries if retries is None else retries
         self.master_key_set = bool(state.config.server.master_key)
+        self.deps = upstream_deps(ex.request.app)
         self._tags: dict[str | None, str] = {}
 
     def tag_of(self, d: Deployment) -> str:
@@ -200,23 +202,24 @@ class _Walk:
         return release
 
     async def _transport(self, call: UpstreamCall) -> UpstreamResponse:
-        state, route = self.state, call.route
+        deps, route = self.deps, call.route
         if route.kind == "echo":
             return echo.respond(call, self.ex.row.request_id[4:])
         if route.kind == "passthrough":
-            return await passthrough.forward(call, state)
+            return await passthrough.forward(call, deps)
         if route.kind == "edge":
             identity = self.ex.identity
             assert identity is not None
             caller = (identity.project, identity.user_id)
-            return await passthrough.forward_edge(call, state, caller, route.base_url)
-        if state.litellm is None:
+            return await passthrough.forward_edge(call, deps, caller, route.base_url)
+        litellm = self.ex.request.app.get(LITELLM)
+        if litellm is None:
             raise GatewayError(
                 503,
                 "translation through LiteLLM is not available in this process",
                 "translation_unavailable",
             )
-        return await state.litellm.serve(call, state)
+        return await litellm.serve(call, deps)
 
     def _unavailable(self, group: ModelGroup) -> Failure:
         """Every deployment of the group is cooling down (or at its rpm/tpm) for this caller."""

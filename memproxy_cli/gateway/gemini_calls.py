@@ -12,6 +12,7 @@ from memproxy_cli.api.tally import estimate_tokens
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import traceparent_for
+from memproxy_cli.gateway.resources import SESSIONS
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.validate import FORBIDDEN_FIELDS, parse_json, read_body
 from memproxy_cli.upstream.headers import scrub_off_loop, upstream_headers, upstream_key
@@ -75,9 +76,7 @@ async def _gemini_upstream(
     request: web.Request, route: Route, path: str, payload: bytes | None
 ) -> web.Response:
     """One call to a Gemini upstream with the caller's (or the configured) key."""
-    state = request.app[STATE]
-    if state.sessions is None:
-        return error_response(GEMINI, 503, "upstream calls are not available in this process")
+    state, sessions = request.app[STATE], request.app[SESSIONS]
     query = request.query_string
     key = upstream_key(route, request.headers, bool(state.config.server.master_key), query)
     headers = upstream_headers(route, request.headers, key, traceparent_for(None)[0])
@@ -87,10 +86,10 @@ async def _gemini_upstream(
     timeout = aiohttp.ClientTimeout(total=state.config.server.connect_timeout_s * 6)
     method = "GET" if payload is None else "POST"
     try:
-        async with state.sessions.session_for(url).request(
+        async with sessions.session_for(url).request(
             method, url, data=payload, headers=headers, timeout=timeout
         ) as resp:
-            secrets = (key, *state.sessions.cookie_values(url))
+            secrets = (key, *sessions.cookie_values(url))
             data = await scrub_off_loop(await resp.read(), secrets)
             return web.Response(status=resp.status, body=data, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:

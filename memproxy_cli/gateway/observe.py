@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
-from memproxy_cli.gateway.state import STATE, GatewayState
+from memproxy_cli.gateway.resources import MEMORY, OBSERVER, RECORDER, SESSIONS
+from memproxy_cli.gateway.state import STATE
 from memproxy_cli.observability.metrics import CONTENT_TYPE, GatewayMetrics, Sample
 from memproxy_cli.observability.observer import Observer
 from memproxy_cli.observability.tracing import tracing_settings
@@ -19,7 +20,7 @@ async def observability_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     settings = state.config.observability
     observer = Observer(known_models=(e.model_name for e in state.config.model_list))
-    add_gauges(observer.metrics, state)
+    add_gauges(observer.metrics, app)
     traces = tracing_settings(settings.otlp_endpoint, settings.service_name)
     if traces is not None:
         try:
@@ -30,27 +31,27 @@ async def observability_ctx(app: web.Application) -> AsyncIterator[None]:
                 "tracing is configured but the OpenTelemetry SDK is not installed: "
                 "pip install 'memproxy[otel]'"
             )
-    state.observer = observer
-    runner = await _metrics_site(app, state)
+    app[OBSERVER] = observer
+    runner = await _metrics_site(app, observer)
     yield
     if runner is not None:
         await runner.cleanup()
-    state.observer = None
     await observer.close()
 
 
 async def metrics(request: web.Request) -> web.Response:
-    observer = request.app[STATE].observer
+    observer = request.app.get(OBSERVER)
     text = observer.metrics.exposition() if observer is not None else ""
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _metrics_site(app: web.Application, state: GatewayState) -> web.AppRunner | None:
+async def _metrics_site(app: web.Application, observer: Observer) -> web.AppRunner | None:
+    state = app[STATE]
     port = state.config.observability.metrics_port
     if port is None:
         return None
     only = web.Application()
-    only[STATE] = state
+    only[OBSERVER] = observer
     only.router.add_get("/metrics", metrics)
     runner = web.AppRunner(only, access_log=None)
     await runner.setup()
@@ -64,49 +65,50 @@ async def _metrics_site(app: web.Application, state: GatewayState) -> web.AppRun
     return runner
 
 
-def add_gauges(metrics: GatewayMetrics, state: GatewayState) -> None:
+def add_gauges(metrics: GatewayMetrics, app: web.Application) -> None:
     """Values read at scrape time from the parts that own them."""
+    state = app[STATE]
     metrics.add_gauge(
         "memproxy_requests_in_flight", "Requests being served now.", lambda: [((), state.inflight)]
     )
     metrics.add_gauge(
         "memproxy_spend_queue_depth",
         "Rows waiting for the spend writer.",
-        lambda: [((), _writer_stats(state).get("queued", 0))],
+        lambda: [((), _writer_stats(app).get("queued", 0))],
     )
     metrics.add_gauge(
         "memproxy_spend_rows_total",
         "Rows the spend writer handled: written, spilled (store down), replayed, dropped.",
-        lambda: _spend_rows(state),
+        lambda: _spend_rows(app),
         kind="counter",
     )
     metrics.add_gauge(
         "memproxy_upstream_cooldown",
         "1 while a deployment on an upstream is cooling down (for some caller key).",
-        lambda: _cooldowns(state),
+        lambda: _cooldowns(app),
     )
     metrics.add_gauge(
         "memproxy_memory_stores_dropped_total",
         "Turns not stored as memories: the store queue was full, or the backend failed.",
-        lambda: _memory_drops(state),
+        lambda: _memory_drops(app),
         kind="counter",
     )
 
 
-def _writer_stats(state: GatewayState) -> dict[str, int]:
-    stats = getattr(state.recorder, "stats", None)
-    return stats if isinstance(stats, dict) else {}
+def _writer_stats(app: web.Application) -> dict[str, int]:
+    recorder = app.get(RECORDER)
+    return recorder.stats if recorder is not None else {}
 
 
-def _spend_rows(state: GatewayState) -> Iterable[Sample]:
-    stats = _writer_stats(state)
+def _spend_rows(app: web.Application) -> Iterable[Sample]:
+    stats = _writer_stats(app)
     for outcome in ("written", "spilled", "replayed", "dropped"):
         if outcome in stats:
             yield (("outcome", outcome),), stats[outcome]
 
 
-def _cooldowns(state: GatewayState) -> Iterable[Sample]:
-    sessions = state.sessions
+def _cooldowns(app: web.Application) -> Iterable[Sample]:
+    sessions, state = app.get(SESSIONS), app[STATE]
     if sessions is None:
         return
     from memproxy_cli.upstream.deployments import with_cooldowns
@@ -115,9 +117,9 @@ def _cooldowns(state: GatewayState) -> Iterable[Sample]:
         yield (("upstream", str(entry.get("origin", ""))),), 1 if entry["cooldowns"] else 0
 
 
-def _memory_drops(state: GatewayState) -> Iterable[Sample]:
-    memory = state.memory
+def _memory_drops(app: web.Application) -> Iterable[Sample]:
+    memory = app.get(MEMORY)
     if memory is None:
         return
-    yield (("reason", "queue_full"),), getattr(memory, "dropped_stores", 0)
-    yield (("reason", "backend_error"),), getattr(memory, "failed_stores", 0)
+    yield (("reason", "queue_full"),), memory.dropped_stores
+    yield (("reason", "backend_error"),), memory.failed_stores

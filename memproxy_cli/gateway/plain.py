@@ -19,6 +19,7 @@ from memproxy_cli.gateway import proxy
 from memproxy_cli.gateway.dispatch import upstream_call
 from memproxy_cli.gateway.exchange import Exchange, traceparent_for
 from memproxy_cli.gateway.relay import relay
+from memproxy_cli.gateway.resources import upstream_deps
 from memproxy_cli.gateway.state import GatewayState
 from memproxy_cli.gateway.validate import read_body
 from memproxy_cli.upstream import passthrough
@@ -60,4 +61,5 @@ async def _relay_to_default(ex: Exchange, state: GatewayState) -> web.StreamResp
     ex.row.provider = route.provider
     call = upstream_call(ex, route)
     call.upstream_path = ex.request.path.removeprefix("/v1")
-    return await relay(ex, await passthrough.forward(call, state), state.config.server)
+    answer = await passthrough.forward(call, upstream_deps(ex.request.app))
+    return await relay(ex, answer, state.config.server)

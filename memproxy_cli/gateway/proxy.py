@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,12 +17,16 @@ from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.relay import relay
+from memproxy_cli.gateway.resources import BUDGETS, MEMORY, OBSERVER, PRICES, RECORDER
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.observability.timeline import recall_outcome
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.deployments import ModelGroup, deployment_for
 from memproxy_cli.upstream.routing import Route
+
+if TYPE_CHECKING:
+    from memproxy_cli.observability.observer import Observer
 
 log = logging.getLogger("memproxy.request")
 Serve = Callable[[Exchange, GatewayState], Awaitable[web.StreamResponse]]
@@ -163,14 +168,15 @@ def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
             row_status="rejected",
         )
     budget_name = state.config.budget_name(project)
-    if state.budget is not None and budget_name:
-        verdict = state.budget.check(budget_name)
+    budgets = ex.request.app.get(BUDGETS)
+    if budgets is not None and budget_name:
+        verdict = budgets.check(budget_name)
         if verdict is not None:
             raise GatewayError(429, verdict.message, "budget_exceeded", row_status="rejected")
 
 
 async def _recall(ex: Exchange, state: GatewayState) -> None:
-    memory = state.memory
+    memory = ex.request.app.get(MEMORY)
     if memory is None or ex.identity is None:
         return
     identity = ex.identity
@@ -212,25 +218,28 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
     )
     if tally.failure and row.status == "ok":
         row.status, row.error = "error", tally.failure[:500]
-    route = ex.route
-    if state.pricing is not None and route is not None and route.kind != "echo":
-        row.cost_usd = state.pricing(row, route.litellm_model)
-    if state.budget is not None and row.cost_usd:
+    app, route = ex.request.app, ex.route
+    prices = app.get(PRICES)
+    if prices is not None and route is not None and route.kind != "echo":
+        row.cost_usd = prices.cost(route.litellm_model, row.provider, row.usage(), state.config)
+    budgets = app.get(BUDGETS)
+    if budgets is not None and row.cost_usd:
         # The project's own counter, and the shared default budget's when that is the one in force.
         for name in {row.project, state.config.budget_name(row.project)} - {None}:
-            state.budget.add(name, row.cost_usd, row.ended_at)
-    if state.recorder is not None:
-        state.recorder.submit(row)
+            budgets.add(name, row.cost_usd, row.ended_at)
+    recorder = app.get(RECORDER)
+    if recorder is not None:
+        recorder.submit(row)
     # Formatting and writing the log line costs ~0.1 ms: do it after the response has gone out.
     asyncio.get_running_loop().call_soon(_log_row, row)
-    _remember(ex, state)
-    if state.observer is not None:
-        _observe(ex, state, record_start)
+    _remember(ex)
+    observer = app.get(OBSERVER)
+    if observer is not None:
+        _observe(ex, observer, record_start)
 
 
-def _observe(ex: Exchange, state: GatewayState, record_start: float) -> None:
+def _observe(ex: Exchange, observer: Observer, record_start: float) -> None:
     """Hand the row and its timings to metrics, the live view and tracing (on the next turn)."""
-    assert state.observer is not None
     timeline = ex.timeline
     timeline.record_start, timeline.record_end = record_start, ex.elapsed_s()
     timeline.incoming_traceparent = ex.request.headers.get("traceparent")
@@ -238,15 +247,16 @@ def _observe(ex: Exchange, state: GatewayState, record_start: float) -> None:
     timeline.upstream_traceparent = ex.traceparent
     if ex.route is not None:
         timeline.upstream_model = ex.route.upstream_model or None
-    state.observer.finished(ex.row, timeline)
+    observer.finished(ex.row, timeline)
 
 
-def _remember(ex: Exchange, state: GatewayState) -> None:
+def _remember(ex: Exchange) -> None:
     """The turn is stored once the answer ends its agent loop (memory/capture.py)."""
-    if state.memory is None or ex.identity is None or ex.recall is None:
+    memory = ex.request.app.get(MEMORY)
+    if memory is None or ex.identity is None or ex.recall is None:
         return
     echo = ex.route is not None and ex.route.kind == "echo"
-    state.memory.finish(
+    memory.finish(
         ex.recall,
         ex.identity.scope,
         ex.identity.project,

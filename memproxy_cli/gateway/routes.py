@@ -20,6 +20,7 @@ from memproxy_cli.gateway import gemini_calls, model_list, observe, plain, proxy
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
+from memproxy_cli.gateway.resources import LITELLM, OBSERVER, RECORDER, SESSIONS
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.observability.timeline import Timeline
@@ -49,7 +50,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         route = state.router.resolve(model, ANTHROPIC_MESSAGES.wire)
         if route is None:
             raise GatewayError(404, f"model {model!r} is not configured", "model_not_found")
-        if route.kind == "passthrough" and state.sessions is not None:
+        if route.kind == "passthrough":
             return await _count_upstream(request, route, body)
     except GatewayError as err:
         return error_response(ANTHROPIC_MESSAGES, err.status, err.message, err.code, err.headers)
@@ -58,8 +59,7 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 
 async def _count_upstream(request: web.Request, route: Route, body: dict[str, Any]) -> web.Response:
-    state = request.app[STATE]
-    assert state.sessions is not None
+    state, sessions = request.app[STATE], request.app[SESSIONS]
     key = upstream_key(route, request.headers, bool(state.config.server.master_key))
     headers = upstream_headers(route, request.headers, key, traceparent_for(None)[0])
     url = route.endpoint_url("/messages/count_tokens")
@@ -68,10 +68,10 @@ async def _count_upstream(request: web.Request, route: Route, body: dict[str, An
     payload = orjson.dumps({**body, "model": route.upstream_model or body["model"]})
     timeout = aiohttp.ClientTimeout(total=state.config.server.connect_timeout_s * 6)
     try:
-        async with state.sessions.session_for(url).post(
+        async with sessions.session_for(url).post(
             url, data=payload, headers=headers, timeout=timeout
         ) as resp:
-            secrets = (key, *state.sessions.cookie_values(url))
+            secrets = (key, *sessions.cookie_values(url))
             data = await scrub_off_loop(await resp.read(), secrets)
             return web.Response(status=resp.status, body=data, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -79,13 +79,13 @@ async def _count_upstream(request: web.Request, route: Route, body: dict[str, An
 
 
 async def health(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state, litellm = request.app[STATE], request.app.get(LITELLM)
     body = {
         "status": "ok",
         "version": __version__,
         "uptime_s": round(time.time() - state.started_at, 3),
         "inflight": state.inflight,
-        "litellm_ready": bool(state.litellm and state.litellm.ready),
+        "litellm_ready": bool(litellm and litellm.ready),
     }
     return web.json_response(body, dumps=_dumps)
 
@@ -114,10 +114,11 @@ async def not_found(request: web.Request) -> web.Response:
     message = f"memproxy does not serve {request.method} {request.path[:200]} ({DOCS_HINT})"
     row.error = message
     row.ended_at = time.time()
-    if state.recorder is not None:
-        state.recorder.submit(row)
-    if state.observer is not None:
-        state.observer.finished(row, Timeline())
+    recorder, observer = request.app.get(RECORDER), request.app.get(OBSERVER)
+    if recorder is not None:
+        recorder.submit(row)
+    if observer is not None:
+        observer.finished(row, Timeline())
     headers = {"x-memproxy-request-id": row.request_id}
     return error_response(family, 404, message, "not_found", headers)
 

@@ -1,11 +1,9 @@
-"""Typed application state: everything the handlers share, in web.AppKeys."""
+"""The gateway's config-derived state, swapped whole on reload; resources: gateway/resources.py."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -13,26 +11,14 @@ from memproxy_cli.config import Config
 from memproxy_cli.gateway.identity import CompiledMappings
 from memproxy_cli.local_token import sync_local_token
 from memproxy_cli.paths import Paths
-from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.deployments import DeploymentHealth, ModelGroups
 from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
 from memproxy_cli.upstream.routing import Router
 
-if TYPE_CHECKING:
-    from memproxy_cli.observability.observer import Observer
-    from memproxy_cli.upstream.litellm_adapter import LiteLLMAdapter
-    from memproxy_cli.upstream.sessions import SessionManager
-
-
-class Recorder(Protocol):
-    """Takes one row per request; must never block or raise."""
-
-    def submit(self, row: RequestRow) -> None: ...
-
 
 @dataclass
 class GatewayState:
-    """The live configuration and shared resources of one running gateway."""
+    """What one running gateway derives from its config, and its counters."""
 
     config: Config
     paths: Paths
@@ -43,13 +29,6 @@ class GatewayState:
     groups: ModelGroups  # a model's deployments and fallbacks, per config
     deployments: DeploymentHealth  # cooldowns and use of deployments, across reloads
     started_at: float = field(default_factory=time.time)
-    recorder: Recorder | None = None
-    memory: Any = None  # memory.service.MemoryService when memory is on
-    budget: Any = None  # budget.BudgetGuard when budgets are configured
-    pricing: Callable[[RequestRow, str], float | None] | None = None
-    sessions: SessionManager | None = None
-    litellm: LiteLLMAdapter | None = None
-    observer: Observer | None = None  # metrics, the live view and tracing
     port_projects: dict[int, str] = field(default_factory=dict)  # project listener ports
     main_port: int | None = None  # set by the daemon once it listens
     local_token: str | None = None  # required on loopback listeners when server.local_token
@@ -72,7 +51,8 @@ class GatewayState:
         )
 
     def apply_config(self, config: Config) -> None:
-        """Swap in a new config (reload); in-flight requests keep the objects they hold."""
+        """Swap in a new config (reload); in-flight requests keep the objects they hold.
+        `gateway.app.apply_config` also retunes the resources that follow the config."""
         self.config = config
         self.router = Router(config)
         self.groups = ModelGroups(config, self.router)
@@ -80,12 +60,6 @@ class GatewayState:
         self.mappings = CompiledMappings.from_config(config.user_id_mappings)
         self.local_token = sync_local_token(config.server.local_token, self.paths)
         self.limiter.cap = config.server.max_concurrent_per_upstream
-        if self.memory is not None:
-            self.memory.reconfigure(config)
-        if self.budget is not None:
-            self.budget.reconfigure(config)
-        if self.observer is not None:
-            self.observer.metrics.models.preset(e.model_name for e in config.model_list)
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("memproxy_state", GatewayState)

@@ -48,6 +48,10 @@ class RequestRow:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def usage(self) -> dict[str, int | None]:
+        """The token counts, by counter name (what pricing reads)."""
+        return {name: getattr(self, name) for name in TOKEN_COUNTERS}
+
 
 # The longest value a text column holds; fields not named here are numbers, flags or free text.
 TEXT_LENGTHS: dict[str, int] = {

@@ -76,7 +76,7 @@ class LiteLLMAdapter:
             "api_base": route.base_url or None,
             **route.litellm_extra,
         }
-        if route.base_url and deps.sessions is not None:
+        if route.base_url:
             common["shared_session"] = deps.sessions.session_for(route.base_url)
         translation = Translation(
             model=route.litellm_model,

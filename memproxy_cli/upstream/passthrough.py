@@ -29,7 +29,6 @@ async def forward_edge(
 ) -> UpstreamResponse:
     """Edge mode: hand the request, unchanged, to the shared team gateway with who is calling
     (`caller` is the project and the user id)."""
-    assert deps.sessions is not None
     url = gateway_url.rstrip("/") + call.path_qs
     headers = edge_headers(call.incoming, caller[0], caller[1], call.traceparent)
     origin = origin_of(url)
@@ -47,7 +46,6 @@ async def forward_edge(
 async def forward(call: UpstreamCall, deps: UpstreamDeps) -> UpstreamResponse:
     """Relay to an upstream that speaks the client's API: the body and headers as sent."""
     route = call.route
-    assert deps.sessions is not None
     path = call.upstream_path or call.family.upstream_path(route.upstream_model, call.stream)
     url = route.endpoint_url(path)
     query = call.family.upstream_query(call.query)
@@ -84,7 +82,6 @@ async def _send(
 ) -> aiohttp.ClientResponse:
     """One request; a failure is a GatewayError (the routing layer decides whether to retry)."""
     server = deps.config.server
-    assert deps.sessions is not None
     session = deps.sessions.session_for(url)
     timeout = aiohttp.ClientTimeout(
         total=None if call.stream else server.request_timeout_s,
@@ -130,7 +127,6 @@ async def _whole(
     secrets: tuple[str | None, ...],
 ) -> UpstreamResponse:
     sessions = deps.sessions
-    assert sessions is not None
     started = time.perf_counter()
     try:
         async with resp:

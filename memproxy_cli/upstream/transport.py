@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDictProxy
 
@@ -67,17 +67,11 @@ class UpstreamResponse:
     via_cloudflare: bool = False  # a failed answer came from Cloudflare (never retried there)
 
 
-class UpstreamDeps(Protocol):
-    """The shared resources a transport uses (the gateway's state provides them)."""
+@dataclass(frozen=True, slots=True)
+class UpstreamDeps:
+    """The shared resources a transport uses, as they are when the call starts."""
 
-    @property
-    def config(self) -> Config: ...
-
-    @property
-    def sessions(self) -> SessionManager | None: ...
-
-    @property
-    def limiter(self) -> OriginLimiter: ...
-
-    @property
-    def retry_budget(self) -> RetryBudget: ...
+    config: Config
+    sessions: SessionManager
+    limiter: OriginLimiter
+    retry_budget: RetryBudget
