@@ -8,12 +8,9 @@ through LiteLLM's Responses bridge for the other providers. Stored responses (`G
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import orjson
 
 from memproxy_cli.api.family import (
     KEEP,
@@ -27,7 +24,9 @@ from memproxy_cli.api.family import (
     Wire,
     framed,
 )
-from memproxy_cli.api.openai_chat import OPENAI_ERROR_TYPES, openai_error_body, split_text
+from memproxy_cli.api.openai_chat import OPENAI_ERROR_TYPES, openai_error_body
+from memproxy_cli.api.responses_events import response_events, response_shell
+from memproxy_cli.api.responses_items import responses_messages
 from memproxy_cli.api.tally import Tally, as_int
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.memory.conversation import Conversation, content_texts
@@ -143,99 +142,11 @@ def _is_client_call(item: Any) -> bool:
     return isinstance(item, dict) and item.get("type") in _CLIENT_CALLS
 
 
-def _call_input(item: dict[str, Any]) -> dict[str, Any]:
-    """A tool call's arguments as memory reads them (a note of what was done)."""
-    arguments = item.get("arguments")
-    if isinstance(arguments, str):
-        try:
-            parsed = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            parsed = None
-        return parsed if isinstance(parsed, dict) else {}
-    if isinstance(item.get("input"), str):  # custom tools (Codex's apply_patch) send text
-        return {"input": item["input"]}
-    action = item.get("action")
-    if isinstance(action, dict) and isinstance(action.get("command"), list | str):
-        return {"command": action["command"]}
-    return {}
-
-
 def _failed(tally: Tally, error: Any) -> None:
     """A response that failed: nothing to remember, and the row says why."""
     tally.text_parts = CappedText(tally.text_parts.limit)
     message = error.get("message") if isinstance(error, dict) else None
     tally.failure = message if isinstance(message, str) and message else "the response failed"
-
-
-# -- the conversation as memory reads it -------------------------------------------------------
-
-_PART_TEXT = frozenset({"input_text", "output_text", "text"})
-
-
-def _chat_content(content: Any) -> Any:
-    """Responses content parts in the chat shape memory reads (text parts as `text` blocks)."""
-    if not isinstance(content, list):
-        return content if isinstance(content, str) else ""
-    blocks: list[Any] = []
-    for part in content:
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        if isinstance(kind, str) and kind in _PART_TEXT:  # a hostile list type is not hashable
-            if isinstance(part.get("text"), str):
-                blocks.append({"type": "text", "text": part["text"]})
-        else:
-            blocks.append(part)
-    return blocks
-
-
-def _tool_output(item: dict[str, Any]) -> Any:
-    output = item.get("output")
-    if isinstance(output, list):
-        return _chat_content(output)
-    return output if isinstance(output, str) else ""
-
-
-def _chat_message(item: Any) -> dict[str, Any] | None:
-    """One input item as a chat message; None for items memory does not read (reasoning)."""
-    if not isinstance(item, dict):
-        return None
-    kind = item.get("type", "message")
-    if not isinstance(kind, str):
-        return None
-    if kind == "message":
-        role = item.get("role")
-        if not isinstance(role, str):
-            return None
-        role = "system" if role == "developer" else role
-        return {"role": role, "content": _chat_content(item.get("content"))}
-    if kind == "compaction_trigger":  # Codex asks for a summary of the history: no new turn
-        return {"role": "user", "content": [{"type": "compaction_trigger"}]}
-    if kind.endswith("_call_output"):  # function_call_output, custom_tool_call_output, ...
-        result = {
-            "type": "tool_result",
-            "tool_use_id": item.get("call_id"),
-            "content": _tool_output(item),
-        }
-        return {"role": "user", "content": [result]}
-    if kind.endswith("_call"):  # function_call, custom_tool_call, local_shell_call, ...
-        use = {
-            "type": "tool_use",
-            "id": item.get("call_id"),
-            "name": item.get("name", kind),
-            "input": _call_input(item),
-        }
-        return {"role": "assistant", "content": [use]}
-    return None
-
-
-def responses_messages(given: Any) -> list[dict[str, Any]]:
-    if isinstance(given, str):
-        return [{"role": "user", "content": given}]
-    if not isinstance(given, list):
-        return []
-    found = (_chat_message(item) for item in given)
-    return [m for m in found if m is not None]
 
 
 # -- where memories go -------------------------------------------------------------------------
@@ -314,7 +225,7 @@ class OpenAIResponses(ApiFamily):
         carries sequence number 0."""
         code = "context_length_exceeded" if _CONTEXT_ERROR.search(message) else None
         code = code or _FAILURE_CODES.get(status, "server_error")
-        response = _response_shell("resp_failed", "", "failed")
+        response = response_shell("resp_failed", "", "failed")
         response["error"] = {"code": code, "message": message}
         event = {"type": "response.failed", "sequence_number": 0, "response": response}
         return framed(event, "response.failed")
@@ -385,7 +296,7 @@ class OpenAIResponses(ApiFamily):
     def synth_response(
         self, response_id: str, model: str, text: str, prompt_tokens: int, completion_tokens: int
     ) -> Body:
-        response = _response_shell("resp_" + response_id, model, "completed")
+        response = response_shell("resp_" + response_id, model, "completed")
         response["completed_at"] = response["created_at"]
         response["output"] = [
             {
@@ -443,69 +354,6 @@ async def _renumbered(stream: Any, model: str) -> AsyncIterator[bytes]:
         if isinstance(response, dict):
             response["model"] = model
         yield framed(data, data["type"])
-
-
-def _response_shell(response_id: str, model: str, status: str) -> Body:
-    """A response object with every field the API always sends, and no output yet."""
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": status,
-        "background": False,
-        "completed_at": None,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": None,
-        "max_output_tokens": None,
-        "model": model,
-        "output": [],
-        "parallel_tool_calls": True,
-        "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None},
-        "store": False,
-        "temperature": 1.0,
-        "text": {"format": {"type": "text"}},
-        "tool_choice": "auto",
-        "tools": [],
-        "top_p": 1.0,
-        "truncation": "disabled",
-        "usage": None,
-        "metadata": {},
-    }
-
-
-def response_events(response: Body, pieces: int = 4) -> list[bytes]:
-    """The Responses event stream that delivers `response` (its message items), numbered."""
-    opening = {**response, "status": "in_progress", "output": [], "usage": None}
-    opening["completed_at"] = None
-    events: list[tuple[str, Body]] = [
-        ("response.created", {"response": opening}),
-        ("response.in_progress", {"response": opening}),
-    ]
-    for index, item in enumerate(response.get("output") or []):
-        events += _item_events(index, item, pieces)
-    events.append(("response.completed", {"response": response}))
-    return [
-        framed({"type": name, "sequence_number": n, **data}, name)
-        for n, (name, data) in enumerate(events)
-    ]
-
-
-def _item_events(index: int, item: Body, pieces: int) -> list[tuple[str, Body]]:
-    added = {"output_index": index, "item": {**item, "status": "in_progress", "content": []}}
-    events: list[tuple[str, Body]] = [("response.output_item.added", added)]
-    for c, part in enumerate(item.get("content") or []):
-        at = {"item_id": item["id"], "output_index": index, "content_index": c}
-        text = part.get("text", "")
-        empty = {**part, "text": ""}
-        events.append(("response.content_part.added", {**at, "part": empty}))
-        for piece in split_text(text, pieces):
-            events.append(("response.output_text.delta", {**at, "delta": piece}))
-        events.append(("response.output_text.done", {**at, "text": text}))
-        events.append(("response.content_part.done", {**at, "part": part}))
-    events.append(("response.output_item.done", {"output_index": index, "item": item}))
-    return events
 
 
 OPENAI_RESPONSES = OpenAIResponses()
