@@ -11,16 +11,18 @@ import yaml
 
 from memproxy_cli.config import RouterSettings, parse_config
 from memproxy_cli.upstream.deployments import (
-    MAX_COOLDOWN_S,
     Deployment,
-    DeploymentHealth,
-    Failure,
     ModelGroup,
     ModelGroups,
     deployment_for,
+    key_tag,
+)
+from memproxy_cli.upstream.health import (
+    MAX_COOLDOWN_S,
+    DeploymentHealth,
+    Failure,
     error_failure,
     is_context_error,
-    key_tag,
     response_failure,
     with_cooldowns,
 )

@@ -61,7 +61,7 @@ class Controller:
 
     def sessions(self) -> list[dict[str, Any]]:
         """Upstream sessions as they are now, each with its deployments in cooldown."""
-        from memproxy_cli.upstream.deployments import with_cooldowns
+        from memproxy_cli.upstream.health import with_cooldowns
 
         sessions = self.gateway.get(SESSIONS)
         entries = sessions.snapshot() if sessions is not None else []

@@ -17,15 +17,9 @@ from memproxy_cli.gateway.resources import LITELLM, upstream_deps
 from memproxy_cli.gateway.state import GatewayState
 from memproxy_cli.upstream import echo, passthrough
 from memproxy_cli.upstream.cloudflare import parse_retry_after
-from memproxy_cli.upstream.deployments import (
-    Deployment,
-    Failure,
-    ModelGroup,
-    error_failure,
-    key_tag,
-    response_failure,
-)
+from memproxy_cli.upstream.deployments import Deployment, ModelGroup, key_tag
 from memproxy_cli.upstream.headers import caller_key, upstream_key
+from memproxy_cli.upstream.health import Failure, error_failure, response_failure
 from memproxy_cli.upstream.limits import backoff_delay
 from memproxy_cli.upstream.routing import Route
 from memproxy_cli.upstream.transport import UpstreamCall, UpstreamResponse

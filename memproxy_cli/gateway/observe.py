@@ -111,7 +111,7 @@ def _cooldowns(app: web.Application) -> Iterable[Sample]:
     sessions, state = app.get(SESSIONS), app[STATE]
     if sessions is None:
         return
-    from memproxy_cli.upstream.deployments import with_cooldowns
+    from memproxy_cli.upstream.health import with_cooldowns
 
     for entry in with_cooldowns(sessions.snapshot(), state.deployments.cooldowns())[:100]:
         yield (("upstream", str(entry.get("origin", ""))),), 1 if entry["cooldowns"] else 0

@@ -11,7 +11,8 @@ from memproxy_cli.config import Config
 from memproxy_cli.gateway.identity import CompiledMappings
 from memproxy_cli.local_token import sync_local_token
 from memproxy_cli.paths import Paths
-from memproxy_cli.upstream.deployments import DeploymentHealth, ModelGroups
+from memproxy_cli.upstream.deployments import ModelGroups
+from memproxy_cli.upstream.health import DeploymentHealth
 from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
 from memproxy_cli.upstream.routing import Router
 
