@@ -238,6 +238,37 @@ async def test_key_in_query_is_moved_to_a_header_and_never_stored(
     assert await asyncio.to_thread(_files_holding, memproxy_home, secret) == []
 
 
+async def test_the_gateway_key_is_taken_from_x_goog_api_key_never_from_the_url(
+    fake_gemini: FakeGemini,
+) -> None:
+    """With server.master_key set, the google-genai client (x-goog-api-key) gets in, and the
+    gateway key in `?key=` does not (a URL is no place for a secret), nor is it sent upstream."""
+    master = "mp-master-key-for-gemini-0123456789"
+    entry = {
+        "model_name": "team-gemini",
+        "litellm_params": {
+            "model": "gemini/gemini-2.5-flash",
+            "api_base": fake_gemini.base + "/v1beta",
+            "api_key": "gm-configured-key-9999",
+        },
+    }
+    config = gemini_config(fake_gemini.base, server={"master_key": master}, model_list=[entry])
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    async with running_gateway(config, litellm=False) as gateway:
+        options = types.HttpOptions(base_url=gateway.url)
+        gemini = genai.Client(api_key=master, http_options=options)
+        answer = await gemini.aio.models.generate_content(model="team-gemini", contents="Hi")
+        assert answer.text
+        url = gateway.url + "/v1beta/models/team-gemini:generateContent"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, params={"key": master}, json=body) as resp:
+                assert resp.status == 401
+                error = await resp.json()
+    assert error["error"]["status"] == "UNAUTHENTICATED"
+    assert len(fake_gemini.generations) == 1
+    assert fake_gemini.generations[0].headers["x-goog-api-key"] == "gm-configured-key-9999"
+
+
 async def test_configured_gemini_model_uses_its_base_and_key(
     gw: RunningGateway, fake_gemini: FakeGemini
 ) -> None:
