@@ -165,6 +165,30 @@ async def test_a_request_without_traceparent_starts_a_trace(
     assert not any(s.name == "memproxy.recall" for s in spans)
 
 
+async def test_a_stored_response_relay_has_its_upstream_span(receiver: OtlpReceiver) -> None:
+    """GET /v1/responses/{id} names no model; its trip upstream is still a client span, and
+    what went upstream names that span."""
+    from tests.fixtures.fake_responses import FakeResponses
+
+    fake = await FakeResponses().start()
+    try:
+        config = config_for(fake.base, observability={"otlp_endpoint": receiver.url})
+        async with running_gateway(config, litellm=False) as gw:
+            async with openai.AsyncOpenAI(
+                base_url=gw.url + "/v1", api_key=CALLER_KEY, max_retries=0
+            ) as oai:
+                created = await oai.responses.create(model="gpt-4o", input="Keep this")
+                await oai.responses.retrieve(created.id)
+            spans = await receiver.wait_for(6)  # two requests: root, upstream and record each
+    finally:
+        await fake.close()
+    root = next(s for s in spans if s.name == f"GET /v1/responses/{created.id}")
+    upstream = [s for s in spans if s.kind == Span.SPAN_KIND_CLIENT and s.trace_id == root.trace_id]
+    assert len(upstream) == 1 and upstream[0].parent_span_id == root.span_id
+    sent = fake.seen[-1].headers["traceparent"].split("-")
+    assert (sent[1], sent[2]) == (root.trace_id.hex(), upstream[0].span_id.hex())
+
+
 async def test_a_collector_that_is_down_costs_no_request(fake: FakeProvider) -> None:
     config = config_for(
         fake.base, observability={"otlp_endpoint": f"http://127.0.0.1:{free_port()}"}

@@ -61,5 +61,7 @@ async def _relay_to_default(ex: Exchange, state: GatewayState) -> web.StreamResp
     ex.row.provider = route.provider
     call = upstream_call(ex, route)
     call.upstream_path = ex.request.path.removeprefix("/v1")
+    ex.timeline.upstream_start = ex.elapsed_s()
     answer = await passthrough.forward(call, upstream_deps(ex.request.app))
+    ex.timeline.upstream_answer = ex.elapsed_s()
     return await relay(ex, answer, state.config.server)
