@@ -254,10 +254,10 @@ class Gemini(ApiFamily):
 
     def conversation(self, body: Body) -> Conversation:
         """Memory's view. A request for JSON fitting a schema is a side call (Gemini CLI's
-        model router and checkers), and a subagent's conversation starts with a model-written
-        prompt: memory sees no messages in either."""
+        model router and checkers): memory sees no messages in it. A subagent's conversation
+        (it starts with a model-written prompt) is marked so."""
         system = _parts(get(body, "systemInstruction"))
-        if _is_structured(get(body, "generationConfig")) or _is_subagent(body):
+        if _is_structured(get(body, "generationConfig")):
             return Conversation(system="", messages=[], max_tokens=None)
         messages: list[dict[str, Any]] = []
         contents = body.get("contents")
@@ -271,6 +271,7 @@ class Gemini(ApiFamily):
             system="\n".join(p["text"] for p in system if isinstance(p.get("text"), str)),
             messages=messages,
             max_tokens=max_tokens,
+            subagent=_is_subagent(body),
         )
 
     def inject(self, body: Body, block: str, strategy: InjectionStrategy | None) -> None:
