@@ -2,13 +2,18 @@
 
 For each client, one 50-turn session shaped like its recorded traffic (tests/fixtures/clients/):
 Claude Code (Messages, reminders, slash commands, tool loops, Agent subagents), opencode (chat
-with tools and a session header), aider (chat, edit-format rules appended to every message) and
-Codex (Responses, environment context, shell calls, spawned subagents and their notices).
+with tools and a session header), aider (chat, edit-format rules appended to every message),
+Codex (Responses, environment context, shell calls, spawned subagents and their notices) and
+Gemini CLI (no session header, a router call before every turn, session context, subagents
+that end in a `complete_task` call).
 Each request goes through the memory service as the gateway calls it (recall, then finish with
 the answer's tally) into a local store; the report gives the share of human turns stored with
 their final answer (target >= 95%), the stored items that are chrome or subagent prompts
-(target 0) and the CPU per request of the capture step (placing a request in its loop and
-closing it), measured between the service's other work (mean, p50) and back to back (warm).
+(target 0) and the CPU per request of the capture step: what the request path pays now (placing
+the request, the human's words for the recall query on the human's leg, handing the answered
+leg to the capture thread) beside what following the loop costs (placing a request in its loop
+and closing it, which the request path ran itself before it moved to the capture thread),
+measured between the service's other work (mean, p50) and back to back (warm).
 Usage: python benchmarks/capture.py [--turns 50] [--json FILE]
 """
 
@@ -35,7 +40,8 @@ from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.api.registry import BY_NAME
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.config import parse_config
-from memproxy_cli.memory.capture import LoopTracker
+from memproxy_cli.memory.capture import LoopTracker, leg_of
+from memproxy_cli.memory.capture_worker import CaptureWorker, Ending
 from memproxy_cli.memory.service import MemoryService
 from memproxy_cli.paths import Paths
 
@@ -247,6 +253,97 @@ def _codex_subagent(n: int, context: list[dict[str, Any]]) -> list[Leg]:
     ]
 
 
+GEMINI_CONTEXT = (
+    "<session_context>\nThis is the Gemini CLI. We are setting up the context for our chat.\n"
+    "Today's date is Tuesday, December 1, 2026.\nMy operating system is: linux\n"
+    "Showing up to 200 items (files + folders).\n/home/dev/project/\n  src/\n</session_context>"
+)
+ROUTER = "You are a specialized Task Routing AI. Assign a Complexity Score from 1 to 100."
+_GEMINI_TOOLS = ("read_file", "run_shell_command", "replace", "write_file", "glob")
+
+
+def _gemini_tools(*extra: str) -> list[dict[str, Any]]:
+    names = [*_GEMINI_TOOLS, *extra]
+    declarations = [{"name": n, "parametersJsonSchema": {"type": "object"}} for n in names]
+    return [{"functionDeclarations": declarations}]
+
+
+def _gemini_body(system: str, contents: list[dict[str, Any]], *tools: str) -> dict[str, Any]:
+    return {
+        "contents": _copy(contents),
+        "systemInstruction": {"parts": [{"text": system}]},
+        "tools": _gemini_tools(*tools),
+        "generationConfig": {"temperature": 1, "thinkingConfig": {"includeThoughts": True}},
+    }
+
+
+def _router(text: str) -> Leg:
+    schema = {"type": "object", "properties": {"complexity_score": {"type": "integer"}}}
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": text}]}],
+        "systemInstruction": {"parts": [{"text": ROUTER}]},
+        "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema},
+    }
+    return Leg(body, GEMINI_HEADERS, '{"complexity_score": 1}', False)
+
+
+GEMINI_HEADERS = {"user-agent": "GeminiCLI-tui/0.61.0/gemini-3.1-pro-preview (linux; x64)"}
+
+
+def gemini(turns: int, rng: random.Random) -> Session:
+    """Gemini CLI: no session header, a router call before each turn, `invoke_agent` subagents
+    that end by calling `complete_task`."""
+    system = "You are Gemini CLI, an autonomous CLI agent specializing in software engineering."
+    contents: list[dict[str, Any]] = []
+    legs: list[Leg] = []
+    expected = []
+    for n in range(turns):
+        parts = [{"text": human_words(n)}]
+        if n == 0:
+            parts.insert(0, {"text": GEMINI_CONTEXT})
+        contents.append({"role": "user", "parts": parts})
+        legs.append(_router(human_words(n)))
+        for leg in range(rng.randint(0, 3)):
+            legs.append(
+                Leg(_gemini_body(system, contents, "invoke_agent"), GEMINI_HEADERS, "", True)
+            )
+            if n % 7 == 3 and leg == 0:
+                legs += _gemini_subagent(n)
+                name, args = "invoke_agent", {"agent_name": "generalist", "prompt": "look"}
+            else:
+                name, args = rng.choice(
+                    [
+                        ("run_shell_command", {"command": "pytest -q"}),
+                        ("read_file", {"file_path": "a"}),
+                    ]
+                )
+            contents.append(
+                {"role": "model", "parts": [{"functionCall": {"name": name, "args": args}}]}
+            )
+            response = {"name": name, "response": {"output": "output"}}
+            contents.append({"role": "user", "parts": [{"functionResponse": response}]})
+        legs.append(
+            Leg(_gemini_body(system, contents, "invoke_agent"), GEMINI_HEADERS, final(n), False)
+        )
+        contents.append({"role": "model", "parts": [{"text": final(n)}]})
+        expected.append((human_words(n), final(n)))
+    return Session("gemini-cli", BY_NAME["gemini"], legs, expected)
+
+
+def _gemini_subagent(n: int) -> list[Leg]:
+    system = "You are a generalist subagent of Gemini CLI."
+    prompt = {"role": "user", "parts": [{"text": f"{SUBAGENT_MARK} {n}"}]}
+    call = {"functionCall": {"name": "read_file", "args": {"file_path": "notes.txt"}}}
+    result = {"functionResponse": {"name": "read_file", "response": {"output": "blue"}}}
+    later = [prompt, {"role": "model", "parts": [call]}, {"role": "user", "parts": [result]}]
+    # The subagent ends by calling complete_task: its last answer is a tool call too.
+    return [
+        _router(f"{SUBAGENT_MARK} {n}"),
+        Leg(_gemini_body(system, [prompt], "complete_task"), GEMINI_HEADERS, "", True),
+        Leg(_gemini_body(system, later, "complete_task"), GEMINI_HEADERS, "", True),
+    ]
+
+
 def _in(text: str) -> dict[str, Any]:
     return {"type": "input_text", "text": text}
 
@@ -264,6 +361,7 @@ SESSIONS: dict[str, Callable[[int, random.Random], Session]] = {
     "opencode": opencode,
     "aider": aider,
     "codex": codex,
+    "gemini-cli": gemini,
 }
 
 
@@ -271,26 +369,34 @@ async def measure(session: Session, home: Path) -> dict[str, Any]:
     paths = Paths(home / "c", home / "d", home / "s", home / "l")
     config = parse_config(yaml.safe_dump({"memory": {"backend": "local"}}), "bench.yaml")
     service = MemoryService(config, paths)
-    samples: list[float] = []
+    inline = LoopTracker()  # the loop followed on the request path, as it was
+    front = CaptureWorker(lambda _outcomes: None)  # what the request path does now
+    before: list[float] = []
+    now: list[float] = []  # the loop's other legs (tool results)
+    now_human: list[float] = []  # the human's legs (the recall's search follows)
     try:
         for leg in session.legs:
             conversation = session.family.conversation(leg.body)
-            started = time.thread_time()  # this thread only: the store writes in its own
-            capture = service.loops.observe(conversation, leg.headers, "throwaway")
-            if capture is not None:
-                service.loops.finish(capture, True, leg.tool, leg.answer)
-            samples.append(time.thread_time() - started)
-            recall = await service.recall(session.family, leg.body, "bench", "bench", leg.headers)
             tally = Tally(ended_with_tool_call=leg.tool)
             tally.add_text(leg.answer)
+            started = time.thread_time()  # this thread only: the store writes in its own
+            capture = inline.observe(conversation, leg.headers, "throwaway")
+            if capture is not None:
+                inline.finish(capture, True, leg.tool, leg.answer)
+            before.append(time.thread_time() - started)
+            started = time.thread_time()
+            human = _hand_over(front, conversation, leg, tally)
+            (now_human if human else now).append(time.thread_time() - started)
+            recall = await service.recall(session.family, leg.body, "bench", "bench", leg.headers)
             service.finish(recall, "bench", "bench", "ok", tally, False, "m", None)
             await service.drain(10)
         backend = service.backend_for(config.memory)
         assert backend is not None
         stored = [m.text for m in await backend.export("bench")]
     finally:
+        await front.close()
         await service.close()
-    warm = _warm_cpu(session)
+    warm_before, warm_now = await _warm_cpu(session)
     found = sum(1 for h, a in session.turns if f"User: {h}\nAssistant: {a}" in "\n\n".join(stored))
     bad = [t for t in stored if SUBAGENT_MARK in t or any(mark in t for mark in CHROME_MARKS)]
     return {
@@ -301,14 +407,33 @@ async def measure(session: Session, home: Path) -> dict[str, Any]:
         "stored_with_final_answer": found,
         "share": found / len(session.turns),
         "chrome_or_subagent_items": len(bad),
-        "capture_cpu_us_per_request": statistics.fmean(samples) * 1e6,
-        "capture_cpu_us_p50": statistics.median(samples) * 1e6,
-        "capture_cpu_us_warm": warm * 1e6,
+        "request_path_cpu_us_per_request": statistics.fmean(now + now_human) * 1e6,
+        "request_path_cpu_us_p50": statistics.median(now + now_human) * 1e6,
+        "request_path_cpu_us_warm": warm_now * 1e6,
+        "request_path_cpu_us_p50_tool_legs": statistics.median(now or [0.0]) * 1e6,
+        "request_path_cpu_us_p50_human_legs": statistics.median(now_human) * 1e6,
+        "inline_capture_cpu_us_per_request": statistics.fmean(before) * 1e6,
+        "inline_capture_cpu_us_p50": statistics.median(before) * 1e6,
+        "inline_capture_cpu_us_warm": warm_before * 1e6,
     }
 
 
-def _warm_cpu(session: Session, rounds: int = 5) -> float:
-    """CPU per request of the capture step alone, run back to back (caches warm)."""
+def _hand_over(front: CaptureWorker, conversation: Any, leg: Leg, tally: Tally) -> bool:
+    """The request path's part, as MemoryService.recall and finish run it; True on a leg that
+    carries the human's words (the recall query)."""
+    placed = leg_of(conversation, leg.headers, "throwaway")
+    if placed is None:
+        return False
+    human = None
+    if placed.human_shaped and not placed.subagent:
+        human = front.tracker.human_words(placed)
+    front.submit(Ending(placed, "p", "ok", tally, False, "m", None, None))
+    return human is not None
+
+
+async def _warm_cpu(session: Session, rounds: int = 5) -> tuple[float, float]:
+    """CPU per request back to back (caches warm): following the loop inline, and the request
+    path's part now."""
     conversations = [session.family.conversation(leg.body) for leg in session.legs]
     started = time.thread_time()
     for _ in range(rounds):
@@ -317,7 +442,22 @@ def _warm_cpu(session: Session, rounds: int = 5) -> float:
             capture = tracker.observe(conversation, leg.headers, "p")
             if capture is not None:
                 tracker.finish(capture, True, leg.tool, leg.answer)
-    return (time.thread_time() - started) / (rounds * len(session.legs))
+    inline = (time.thread_time() - started) / (rounds * len(session.legs))
+    return inline, await _warm_hand_over(session, conversations, rounds)
+
+
+async def _warm_hand_over(session: Session, conversations: list[Any], rounds: int) -> float:
+    front = CaptureWorker(lambda _outcomes: None, max_queued=1 << 20)
+    tallies = [Tally(ended_with_tool_call=leg.tool) for leg in session.legs]
+    try:
+        started = time.thread_time()
+        for _ in range(rounds):
+            for conversation, leg, tally in zip(conversations, session.legs, tallies, strict=True):
+                _hand_over(front, conversation, leg, tally)
+        spent = time.thread_time() - started
+    finally:
+        await front.close()
+    return spent / (rounds * len(session.legs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,14 +472,21 @@ def main(argv: list[str] | None = None) -> int:
             results.append(asyncio.run(measure(session, Path(tmp) / name)))
     print("== Turn capture (target: >= 95% of human turns stored, 0 chrome or subagent items)")
     print(
-        f"{'client':<12} {'requests':>8} {'stored':>7} {'share':>7} {'bad':>4} "
-        f"{'CPU/req mean':>12} {'p50':>7} {'warm':>7}"
+        f"{'client':<12} {'requests':>8} {'stored':>7} {'share':>7} {'bad':>4}   CPU/request: "
+        "request path now (mean p50 warm; p50 tool legs, human legs) | loop followed inline, "
+        "before (mean p50 warm)"
     )
     for r in results:
         print(
             f"{r['client']:<12} {r['requests']:>8} {r['stored']:>7} {r['share']:>7.0%} "
-            f"{r['chrome_or_subagent_items']:>4} {r['capture_cpu_us_per_request']:>10.1f}us "
-            f"{r['capture_cpu_us_p50']:>5.1f}us {r['capture_cpu_us_warm']:>5.1f}us"
+            f"{r['chrome_or_subagent_items']:>4}   "
+            f"{r['request_path_cpu_us_per_request']:>5.1f}us "
+            f"{r['request_path_cpu_us_p50']:>5.1f}us "
+            f"{r['request_path_cpu_us_warm']:>5.1f}us; "
+            f"{r['request_path_cpu_us_p50_tool_legs']:>5.1f}us "
+            f"{r['request_path_cpu_us_p50_human_legs']:>5.1f}us | "
+            f"{r['inline_capture_cpu_us_per_request']:>5.1f}us "
+            f"{r['inline_capture_cpu_us_p50']:>5.1f}us {r['inline_capture_cpu_us_warm']:>5.1f}us"
         )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

@@ -73,8 +73,15 @@ def test_capture_benchmark_meets_its_targets(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert {f["client"] for f in figures} == {"claude-code", "opencode", "aider", "codex"}
+    assert {f["client"] for f in figures} == {
+        "claude-code",
+        "opencode",
+        "aider",
+        "codex",
+        "gemini-cli",
+    }
     for f in figures:
         assert f["stored_with_final_answer"] == f["human_turns"] == 12, f
         assert f["stored"] == 12 and f["chrome_or_subagent_items"] == 0, f
-        assert f["requests"] >= 12 and f["capture_cpu_us_per_request"] > 0
+        assert f["requests"] >= 12 and f["request_path_cpu_us_per_request"] > 0
+        assert f["inline_capture_cpu_us_per_request"] > 0

@@ -650,7 +650,8 @@ async def test_messages_to_a_gemini_model(gw: RunningGateway, fake_gemini: FakeG
 
 
 def test_openapi_tool_schemas_become_json_schema() -> None:
-    from memproxy_cli.api.gemini import chat_options, without_key
+    from memproxy_cli.api.gemini import without_key
+    from memproxy_cli.api.gemini_translate import chat_options
 
     request = {
         "tools": [

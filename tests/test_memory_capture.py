@@ -395,3 +395,19 @@ def test_gemini_function_calls_end_the_answer() -> None:
     text = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}}]}
     gemini.tally_response(answered, text)
     assert not answered.ended_with_tool_call
+
+
+def test_a_gemini_subagent_conversation_is_marked_not_emptied() -> None:
+    from memproxy_cli.api.registry import BY_NAME
+
+    gemini = BY_NAME["gemini"]
+    recorded = Path(__file__).parent / "fixtures/clients/gemini-cli-0.61.0/subagent.json"
+    bodies = [r["body"] for r in json.loads(recorded.read_text(encoding="utf-8"))]
+    subagent = [b for b in bodies if "complete_task" in json.dumps(b.get("tools"))]
+    assert len(subagent) == 2
+    first = gemini.conversation(subagent[0])
+    assert first.subagent and first.system.startswith("You are Gemini CLI")
+    [prompt] = first.messages
+    assert prompt["content"][0]["text"].startswith("Read notes.txt in the project directory")
+    main = [b for b in bodies if "invoke_agent" in json.dumps(b.get("tools"))]
+    assert main and not any(gemini.conversation(b).subagent for b in main)

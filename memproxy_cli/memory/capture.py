@@ -9,6 +9,11 @@ client's session headers and the conversation's first message, and checked again
 it recorded. Each leg reads only the messages added since the last one. The records are an LRU,
 bounded in number and age; a leg whose record was evicted finds its human message by walking
 back from the end of the conversation once.
+
+The request path only places a request (`leg_of`: where its last message is, whether it is the
+human's, the session headers) and, on the human's leg, strips the chrome for the recall query;
+the rest (`LoopTracker.observe_leg`, `finish`) runs after the answer, off the request path
+(capture_worker.py).
 """
 
 from __future__ import annotations
@@ -54,6 +59,64 @@ class OpenLoop:
     @property
     def note(self) -> str:
         return note_of(self.actions)
+
+
+class Leg:
+    """One request as the request path saw it, before memories were injected into its body.
+
+    Who sent it (session, subagent) is read from the headers when first asked: on the request
+    path only for the human's leg, else on the capture thread (request headers are not changed
+    once parsed)."""
+
+    __slots__ = (
+        "_who",
+        "conversation",
+        "headers",
+        "human_shaped",
+        "key",
+        "last_content",
+        "last_index",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        conversation: Conversation,
+        scope: str,
+        headers: Mapping[str, str],
+        last_index: int,
+        last_content: Any,
+        human_shaped: bool,
+    ) -> None:
+        self.conversation = conversation
+        self.scope = scope
+        self.headers = headers
+        self.last_index = last_index  # the last message that is a turn
+        self.last_content = last_content  # as sent (injection gives the message a new content)
+        self.human_shaped = human_shaped  # a user message without a tool result
+        self.key: Key | None = None
+        self._who: tuple[str, str, bool] | None = None
+
+    def _placed(self) -> tuple[str, str, bool]:
+        if self._who is None:
+            session, agent = _session(self.headers)
+            subagent = self.conversation.subagent or is_subagent_request(self.headers)
+            self._who = (session, agent, subagent)
+        return self._who
+
+    @property
+    def subagent(self) -> bool:
+        return self._placed()[2]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation's messages as the client sent them."""
+        messages = self.conversation.messages
+        last = messages[self.last_index]
+        if last.get("content") is self.last_content:
+            return messages
+        view = list(messages)
+        view[self.last_index] = {**last, "content": self.last_content}
+        return view
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +186,23 @@ def _is_human_shaped(message: dict[str, Any]) -> bool:
     return message.get("role") == "user" and not has_tool_result(message.get("content"))
 
 
+def leg_of(conversation: Conversation, headers: Mapping[str, str], scope: str) -> Leg | None:
+    """Where a request sits, read cheaply on the request path; None when it holds no turn."""
+    messages = conversation.messages
+    last_i = _last_index(messages)
+    if last_i is None:
+        return None
+    last = messages[last_i]
+    return Leg(conversation, scope, headers, last_i, last.get("content"), _is_human_shaped(last))
+
+
+def _key(leg: Leg, messages: list[dict[str, Any]]) -> Key:
+    if leg.key is None:
+        session, agent, _ = leg._placed()
+        leg.key = (leg.scope, session, agent, _first_mark(messages))
+    return leg.key
+
+
 class LoopTracker:
     """The open agent loops of the daemon, bounded; `on_evict` hears of loops that never ended."""
 
@@ -147,21 +227,39 @@ class LoopTracker:
         self, conversation: Conversation, headers: Mapping[str, str], scope: str
     ) -> Capture | None:
         """Place one request in its loop; None when it holds no turn at all."""
-        messages = conversation.messages
-        last_i = _last_index(messages)
-        if last_i is None:
+        leg = leg_of(conversation, headers, scope)
+        return None if leg is None else self.observe_leg(leg)
+
+    def human_words(self, leg: Leg) -> str | None:
+        """The human's new message with chrome removed, for the recall query; None on a leg
+        that carries none. Read-only: what the conversation repeats is learnt in `observe_leg`
+        (on another thread: the table is only read here)."""
+        if not leg.human_shaped:
             return None
-        subagent = conversation.subagent or is_subagent_request(headers)
-        session, agent = _session(headers)
-        key = (scope, session, agent, _first_mark(messages))
+        raw = "\n".join(content_texts(leg.last_content))
+        if not raw:
+            return None
+        messages = leg.conversation.messages
+        seen = self._paragraphs.get(_key(leg, messages))
+        mark = _mark({"content": leg.last_content})
+        cleaned = strip_chrome(raw, leg.conversation.system, seen, mark, learn=False)
+        return cleaned.text or None
+
+    def observe_leg(self, leg: Leg) -> Capture | None:
+        """Place one request in its loop, after its answer; None when it holds no turn."""
+        messages = leg.messages()
+        system = leg.conversation.system
+        subagent = leg.subagent
+        key = _key(leg, messages)
         now = self._clock()
-        last = messages[last_i]
-        if _is_human_shaped(last):
+        last_i = leg.last_index
+        if leg.human_shaped:
+            last = messages[last_i]
             raw = _text(last)
             if not raw:
                 return None  # no words and no tool result (a client's compaction request)
             mark = _mark(last)
-            cleaned = strip_chrome(raw, conversation.system, self._seen(key), mark)
+            cleaned = strip_chrome(raw, system, self._seen(key), mark)
             if cleaned.text:
                 loop = OpenLoop(
                     cleaned.text, mark, last_i, len(messages), subagent, cleaned.stripped_chars
@@ -171,7 +269,7 @@ class LoopTracker:
                 return Capture(key, loop, True, subagent)
         found = self._loops.get(key)
         if found is None or not _still_there(found, messages):
-            found = self._recover(messages, conversation.system, subagent)
+            found = self._recover(messages, system, subagent)
             if found is None:
                 return Capture(key, None, False, subagent)
             found.touched = now

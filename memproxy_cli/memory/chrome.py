@@ -51,14 +51,19 @@ def strip_wrappers(text: str) -> str:
 
 
 def strip_chrome(
-    text: str, system: str, seen: MutableMapping[int, int] | None = None, origin: int = 0
+    text: str,
+    system: str,
+    seen: MutableMapping[int, int] | None = None,
+    origin: int = 0,
+    learn: bool = True,
 ) -> Cleaned:
     """The human's own words: wrappers removed, then every paragraph the client repeats.
 
     `seen` maps the hashes of paragraphs of the conversation's human messages to the message
     they were first seen in (`origin` names this one, so a message sent again is not taken for
-    a repetition); this message's paragraphs are added to it. When every paragraph left is one
-    the human already wrote in this conversation, the human repeated themselves: those stay.
+    a repetition); with `learn`, this message's paragraphs are added to it. When every paragraph
+    left is one the human already wrote in this conversation, the human repeated themselves:
+    those stay.
     """
     unwrapped = strip_wrappers(text)
     removed = len(text) - len(unwrapped)
@@ -73,7 +78,8 @@ def strip_chrome(
                 removed += len(stripped)
                 continue
             if seen is not None:
-                first = seen.setdefault(hash(stripped), origin)
+                h = hash(stripped)
+                first = seen.setdefault(h, origin) if learn else seen.get(h, origin)
                 if first != origin:
                     repeated_here.append(stripped)
                     continue

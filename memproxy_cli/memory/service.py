@@ -7,17 +7,24 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.config import Config, MemoryConfig, resolve_secret
 from memproxy_cli.memory.backend import Memory, MemoryBackend, Turn
 from memproxy_cli.memory.background import is_background_call
-from memproxy_cli.memory.capture import Capture, LoopTracker, OpenLoop
+from memproxy_cli.memory.capture import Leg, leg_of
 from memproxy_cli.memory.capture_stats import FILE_NAME, CaptureStats, add_counts
+from memproxy_cli.memory.capture_worker import (
+    Answer,
+    CaptureWorker,
+    Ending,
+    Outcome,
+    Stored,
+    prepare_turn,
+)
 from memproxy_cli.memory.conversation import Conversation, Dialect
 from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
-from memproxy_cli.memory.turn_text import MAX_PART_CHARS, dedup_key
 from memproxy_cli.paths import Paths
 
 if TYPE_CHECKING:
@@ -38,22 +45,13 @@ _NO_HEADERS: Mapping[str, str] = {}
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]+")
 
 
-class Answer(Protocol):
-    """What memory reads of a response (the API family's Tally)."""
-
-    @property
-    def text(self) -> str: ...
-
-    ended_with_tool_call: bool
-
-
 @dataclass
 class Recall:
     memories_injected: int = 0
     error: str | None = None  # short reason, e.g. "timeout after 300 ms", "backend error: ..."
     user_text: str | None = None  # the human's new message, chrome removed; None if none
     modified: bool = False  # body was changed in place
-    capture: Capture | None = None  # where the request sits in its agent loop
+    leg: Leg | None = None  # where the request sits in its agent loop (capture.py)
     client: str | None = None
 
 
@@ -62,15 +60,6 @@ def _short_reason(exc: BaseException) -> str:
     detail = _HEADER_UNSAFE.sub(" ", redact_prefix(str(exc), 120))[:120].strip()
     name = type(exc).__name__
     return f"backend error: {name}: {detail}" if detail else f"backend error: {name}"
-
-
-def _stored_parts(turn: Turn) -> None:
-    """Redact the parts of a turn, as much of each as a stored turn keeps (turn_text.py), and
-    key it for duplicates."""
-    turn.user = redact_prefix(turn.user, MAX_PART_CHARS)
-    turn.assistant = redact_prefix(turn.assistant, MAX_PART_CHARS)
-    turn.note = redact_prefix(turn.note, MAX_PART_CHARS)
-    turn.dedup_key = dedup_key(turn.user, turn.assistant)
 
 
 class MemoryService:
@@ -98,7 +87,8 @@ class MemoryService:
         self._max_pending = max_pending
         self.dropped_stores = 0
         self.failed_stores = 0
-        self.loops = LoopTracker(on_evict=self._abandoned)
+        self._capture = CaptureWorker(self._captured)
+        self.loops = self._capture.tracker
         self.stats = CaptureStats()
         self._stats_flush: asyncio.TimerHandle | None = None
 
@@ -176,16 +166,19 @@ class MemoryService:
         if is_background_call(conversation):
             self._skip(scope, "background")
             return Recall()
-        capture = self.loops.observe(conversation, headers, scope)
-        result = Recall(capture=capture, client=client)
-        if capture is None or not capture.human_leg or capture.loop is None:
+        leg = leg_of(conversation, headers, scope)
+        result = Recall(leg=leg, client=client)
+        if leg is None or not leg.human_shaped:
             return result
-        if capture.subagent and not settings.recall_into_subagents:
+        if leg.subagent and not settings.recall_into_subagents:
             return result
-        result.user_text = capture.loop.human
+        human = self.loops.human_words(leg)
+        if human is None:
+            return result
+        result.user_text = human
         if settings.top_k == 0 or settings.max_chars == 0:
             return result
-        query = build_query(conversation, settings.query_strategy, settings.n, capture.loop.human)
+        query = build_query(conversation, settings.query_strategy, settings.n, human)
         budget_ms = settings.recall_timeout_ms
         try:
             found = await asyncio.wait_for(
@@ -232,31 +225,23 @@ class MemoryService:
         model: str | None,
         request_id: str | None,
     ) -> None:
-        """After the response: store the turn when this answer ended the human's agent loop."""
-        capture = recall.capture
-        if capture is None or capture.loop is None:
+        """After the response: hand the leg and its answer to the capture thread, which stores
+        the turn when this answer ended the human's agent loop (capture_worker.py)."""
+        leg = recall.leg
+        if leg is None:
             return
-        ok = status == "ok"
-        draft = self.loops.finish(capture, ok, answer.ended_with_tool_call, answer.text)
-        if draft is None:
-            if not ok:
-                self._skip(scope, "client_disconnect" if status == "client_disconnect" else "error")
-            elif not answer.ended_with_tool_call:
-                self._skip(scope, "no_answer")
-            return
-        if echo or capture.subagent:
-            self._skip(scope, "echo" if echo else "subagent")
-            return
-        turn = Turn(
-            user=draft.human,
-            assistant=draft.answer,
-            model=model,
-            request_id=request_id,
-            client=recall.client,
-            note=draft.note,
-            chrome_chars=draft.chrome_chars,
-        )
-        self.store(scope, project, turn)
+        ending = Ending(leg, project, status, answer, echo, model, request_id, recall.client)
+        if not self._capture.submit(ending):
+            self.dropped_stores += 1
+            log.warning("memory capture queue full; dropped a request's turn")
+
+    def _captured(self, outcomes: list[Outcome]) -> None:
+        """On the event loop: what the capture thread made of the answered legs."""
+        for outcome in outcomes:
+            if isinstance(outcome, Stored):
+                self.store(outcome.scope, outcome.project, outcome.turn, prepared=True)
+            else:
+                self._skip(outcome.scope, outcome.reason)
 
     def remember(
         self,
@@ -271,8 +256,9 @@ class MemoryService:
         turn = Turn(user=user_text, assistant=assistant_text, model=model, request_id=request_id)
         self.store(scope, project, turn)
 
-    def store(self, scope: str, project: str | None, turn: Turn) -> None:
-        """Store `turn` in the background; returns at once (call from the event loop)."""
+    def store(self, scope: str, project: str | None, turn: Turn, prepared: bool = False) -> None:
+        """Store `turn` in the background; returns at once (call from the event loop).
+        `prepared`: already redacted and keyed (capture_worker.prepare_turn)."""
         settings = self._config.memory_for(project)
         backend = self.backend_for(settings)
         if backend is None:
@@ -286,13 +272,14 @@ class MemoryService:
             self.dropped_stores += 1
             log.warning("memory store queue full (%d); dropped a turn", self._max_pending)
             return
-        task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn))
+        task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn, prepared))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _store(self, backend: MemoryBackend, scope: str, turn: Turn) -> None:
+    async def _store(self, backend: MemoryBackend, scope: str, turn: Turn, prepared: bool) -> None:
         # Only what is stored is redacted, in a thread: a large message must not stall the loop.
-        await asyncio.to_thread(_stored_parts, turn)
+        if not prepared:
+            await asyncio.to_thread(prepare_turn, turn)
         try:
             await backend.add(scope, turn)
         except Exception as exc:
@@ -309,9 +296,6 @@ class MemoryService:
             except RuntimeError:
                 return
             self._stats_flush = loop.call_later(STATS_FLUSH_S, self._flush_soon)
-
-    def _abandoned(self, scope: str, loop: OpenLoop) -> None:
-        self._skip(scope, "abandoned")
 
     def _flush_soon(self) -> None:
         self._stats_flush = None
@@ -334,11 +318,13 @@ class MemoryService:
         return len(self._pending)
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 (the gateway contract)
-        """Wait up to `timeout` seconds for pending stores (shutdown)."""
+        """Wait up to `timeout` seconds for the capture thread and pending stores (shutdown)."""
+        await self._capture.flush(timeout)
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=timeout)
 
     async def close(self) -> None:
+        await self._capture.close()
         if self._stats_flush is not None:
             self._stats_flush.cancel()
             self._stats_flush = None

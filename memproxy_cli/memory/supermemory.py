@@ -1,6 +1,10 @@
 """The hosted backend: Supermemory through its official SDK, the project (scope) as namespace.
 
 Each turn is one document whose id we choose, so `forget` deletes exactly what `add` stored.
+A turn keyed for duplicates (`Turn.dedup_key`) gets an id derived from that key: when the scope
+already holds it, a metadata-only update (`PATCH /ns/{ns}/document/{id}`, no reprocessing)
+refreshes its recency instead of adding it again (adding with a known id would add its content
+to that document once more, per the v5 API).
 The SDK speaks httpx; one `httpx.AsyncClient` (connection pool + cookie jar) serves the backend for
 its whole life, so cookies an edge in front of the API sets (Cloudflare) are sent back.
 """
@@ -8,6 +12,7 @@ its whole life, so cookies an edge in front of the API sets (Cloudflare) are sen
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 100
 MAX_RETRIES = 1
+ID_PREFIX = "mp-"
+_HEX = re.compile(r"[0-9a-f]{8,64}")  # turn_text.dedup_key, so an id is a safe path segment
 
 
 def _timestamp(value: Any) -> float:
@@ -35,6 +42,12 @@ def _timestamp(value: Any) -> float:
         except ValueError:
             return 0.0
     return 0.0
+
+
+def _latest(system: Any) -> float:
+    """When a document was last stored: created, or refreshed by a repeat of its turn."""
+    created = _timestamp(getattr(system, "created_at", None))
+    return max(created, _timestamp(getattr(system, "updated_at", None)))
 
 
 def _stored_text(turn: Turn) -> str:
@@ -90,13 +103,11 @@ class SupermemoryBackend:
 
     @staticmethod
     def _from_result(scope: str, result: Any) -> Memory:
-        system = result.system
-        created = getattr(system, "created_at", None) or getattr(system, "updated_at", None)
         return Memory(
             id=result.id,
             scope=scope,
             text=result.memory or result.chunk or "",
-            created_at=_timestamp(created),
+            created_at=_latest(result.system),
             score=float(result.similarity or 0.0),
             metadata=dict(result.metadata or {}),
         )
@@ -110,14 +121,25 @@ class SupermemoryBackend:
         if turn.client:
             metadata["client"] = turn.client
         scope = namespace(scope)
+        if turn.dedup_key and _HEX.fullmatch(turn.dedup_key):
+            doc_id = ID_PREFIX + turn.dedup_key
+            if await self._refresh(scope, doc_id, metadata):
+                return doc_id
+        else:
+            doc_id = secrets.token_hex(8)
         content = await asyncio.to_thread(_stored_text, turn)
-        ref = await self._client().add(
-            scope,
-            content=content,
-            id=secrets.token_hex(8),
-            metadata=metadata,
-        )
+        ref = await self._client().add(scope, content=content, id=doc_id, metadata=metadata)
         return str(ref.id)
+
+    async def _refresh(self, scope: str, doc_id: str, metadata: dict[str, Any]) -> bool:
+        """Touch the document of an identical turn stored before; False when there is none."""
+        from supermemory.errors import NotFoundError
+
+        try:
+            await self._client().documents.update(scope, doc_id, metadata=metadata)
+        except NotFoundError:
+            return False
+        return True
 
     async def _page(self, scope: str, page: int, limit: int) -> tuple[list[Memory], int]:
         response = await self._client().list(
@@ -134,7 +156,7 @@ class SupermemoryBackend:
                 id=doc.id,
                 scope=scope,
                 text=doc.content or doc.summary or doc.title or "",
-                created_at=_timestamp(doc.system.created_at),
+                created_at=_latest(doc.system),
                 metadata=dict(doc.metadata or {}),
             )
             for doc in response.documents
