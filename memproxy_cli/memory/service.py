@@ -19,6 +19,7 @@ from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
 from memproxy_cli.memory.turn_text import MAX_PART_CHARS, dedup_key
 from memproxy_cli.paths import Paths
+from memproxy_cli.store.engine import is_postgres
 
 if TYPE_CHECKING:
     import httpx
@@ -29,7 +30,7 @@ log = logging.getLogger("memproxy.memory")
 
 MAX_PENDING_STORES = 256
 # Backends every instance shares: only these are put behind the Redis recall cache.
-REMOTE_BACKENDS = frozenset({"supermemory"})
+REMOTE_BACKENDS = frozenset({"supermemory", "postgres"})
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
@@ -143,9 +144,18 @@ class MemoryService:
                 base_url=sm.base_url,
                 http_client=self._http_client,
             )
+        local = self._config.memory.local
+        if is_postgres(self._config.database_url):  # team memory: in the shared database
+            from memproxy_cli.memory.postgres import PostgresMemoryBackend
+
+            assert self._config.database_url is not None
+            return PostgresMemoryBackend(
+                self._config.database_url,
+                half_life_days=local.recency_half_life_days,
+                embed=self._embed and local.embeddings,
+            )
         from memproxy_cli.memory.local import LocalMemoryBackend
 
-        local = self._config.memory.local
         path = self._paths.local_memory(local.path)
         return LocalMemoryBackend(
             path,

@@ -1,0 +1,256 @@
+"""Team memory: two gateway instances on one PostgreSQL recall, forget and keep scopes alike.
+
+Each test runs against a server without pgvector (Debian's: the gateway ranks the vectors) and
+one with it (the server ranks them)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+
+import openai
+import psycopg
+import pytest
+
+from memproxy_cli.memory.cached_backend import CachedBackend
+from memproxy_cli.memory.postgres import PostgresMemoryBackend, libpq_url
+from memproxy_cli.memory.postgres_schema import enable_pgvector, migrate, migration_names
+from tests.fixtures.fake_upstreams import FakeProvider
+from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
+
+FACT = "Our orders service stores everything in PostgreSQL 16, database orders_db."
+QUESTION = "Which database does the orders service use?"
+PET = "My dog is called Biscuit, she is a beagle."
+PET_QUESTION = "What is the name of my pet?"
+
+
+@pytest.fixture(params=["fallback", "pgvector"])
+def team_db(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """A fresh database, and whether its server has pgvector."""
+    if request.param == "pgvector":
+        return str(request.getfixturevalue("pgvector_url")), True
+    return str(request.getfixturevalue("postgres_url")), False
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    provider = await FakeProvider().start()
+    provider.behaviour.reply = "Noted."
+    yield provider
+    await provider.close()
+
+
+def backend_of(gw: RunningGateway) -> PostgresMemoryBackend:
+    assert gw.state.memory is not None
+    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    if isinstance(backend, CachedBackend):
+        backend = backend._backend
+    assert isinstance(backend, PostgresMemoryBackend)
+    return backend
+
+
+def client(gw: RunningGateway, project: str | None, user: str | None = None) -> openai.AsyncOpenAI:
+    headers = {"x-memproxy-project": project} if project else {}
+    if user:
+        headers["x-memory-user-id"] = user
+    return openai.AsyncOpenAI(
+        base_url=gw.url + "/v1", api_key="k", max_retries=0, default_headers=headers
+    )
+
+
+async def tell(gw: RunningGateway, text: str, project: str | None, user: str | None = None) -> None:
+    async with client(gw, project, user) as c:
+        await c.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+    assert gw.state.memory is not None
+    await gw.state.memory.drain(10)
+    assert gw.state.memory.pending == 0
+
+
+async def ask(
+    gw: RunningGateway, text: str, project: str | None, user: str | None = None
+) -> tuple[int, str]:
+    """How many memories were injected, and what the upstream received."""
+    async with client(gw, project, user) as c:
+        raw = await c.chat.completions.with_raw_response.create(
+            model="memproxy/echo", messages=[{"role": "user", "content": text}]
+        )
+    reply = raw.parse()
+    view = json.loads(reply.choices[0].message.content or "{}")
+    return int(raw.headers["x-memproxy-memories"]), json.dumps(view["messages"])
+
+
+async def ready(*gateways: RunningGateway) -> None:
+    """Every instance has its model loaded and every memory its vector."""
+    for gw in gateways:
+        assert await asyncio.to_thread(backend_of(gw).wait_embedded_sync)
+
+
+async def test_a_turn_stored_through_one_instance_is_recalled_through_the_other(
+    fake: FakeProvider, team_db: tuple[str, bool]
+) -> None:
+    url, has_pgvector = team_db
+    config = config_for(fake.base, database_url=url, memory={"backend": "local"})
+    async with (
+        running_gateway(config, litellm=False) as a,
+        running_gateway(config, litellm=False) as b,
+    ):
+        assert await asyncio.to_thread(lambda: backend_of(b).uses_pgvector) is has_pgvector
+        await tell(a, FACT, "alpha")
+        count, seen = await ask(b, QUESTION, "alpha")
+        assert count == 1 and "orders_db" in seen
+        # Other scopes never see it: another project, a user without a project.
+        assert (await ask(b, QUESTION, "beta"))[0] == 0
+        assert (await ask(b, QUESTION, None, user="ann"))[0] == 0
+        # Forget through B: A no longer recalls it.
+        memories = await backend_of(b).list("alpha")
+        assert len(memories) == 1 and "orders_db" in memories[0].text
+        assert await backend_of(b).forget("alpha", memories[0].id)
+        count, seen = await ask(a, QUESTION, "alpha")
+        assert count == 0 and "orders_db" not in seen
+        assert await backend_of(a).list("alpha") == []
+
+
+async def test_user_scopes_never_leak_between_people(
+    fake: FakeProvider, team_db: tuple[str, bool]
+) -> None:
+    config = config_for(fake.base, database_url=team_db[0], memory={"backend": "local"})
+    async with (
+        running_gateway(config, litellm=False) as a,
+        running_gateway(config, litellm=False) as b,
+    ):
+        await tell(a, FACT, None, user="ann")
+        count, seen = await ask(b, QUESTION, None, user="ann")
+        assert count == 1 and "orders_db" in seen
+        count, seen = await ask(b, QUESTION, None, user="bob")
+        assert count == 0 and "orders_db" not in seen
+        assert (await ask(b, QUESTION, "alpha", user="ann"))[0] == 0
+
+
+async def test_recall_by_meaning_sees_the_other_instances_new_and_forgotten_memories(
+    fake: FakeProvider, team_db: tuple[str, bool]
+) -> None:
+    config = config_for(fake.base, database_url=team_db[0], memory={"backend": "local"})
+    async with (
+        running_gateway(config, litellm=False) as a,
+        running_gateway(config, litellm=False) as b,
+    ):
+        await tell(a, PET, "alpha")
+        await tell(a, "The CI pipeline runs on every push to main.", "alpha")
+        await ready(a, b)
+        count, seen = await ask(b, PET_QUESTION, "alpha")  # no word in common with the fact
+        assert count >= 1 and "Biscuit" in seen
+        # A memory A stores after B has searched the scope is found by meaning through B.
+        await tell(a, "My sister lives in Lisbon with her two cats.", "alpha")
+        await ready(a, b)
+        count, seen = await ask(b, "Which city is my sibling based in?", "alpha")
+        assert count >= 1 and "Lisbon" in seen
+        # Forgotten through A: B's recall by meaning no longer finds it.
+        pet = [m for m in await backend_of(a).list("alpha") if "Biscuit" in m.text]
+        assert len(pet) == 1 and await backend_of(a).forget("alpha", pet[0].id)
+        count, seen = await ask(b, PET_QUESTION, "alpha")
+        assert "Biscuit" not in seen
+        assert (await ask(b, PET_QUESTION, "beta"))[0] == 0
+
+
+async def test_the_newest_value_wins_across_instances(
+    fake: FakeProvider, team_db: tuple[str, bool]
+) -> None:
+    config = config_for(fake.base, database_url=team_db[0], memory={"backend": "local"})
+    async with (
+        running_gateway(config, litellm=False) as a,
+        running_gateway(config, litellm=False) as b,
+    ):
+        await tell(a, "Our staging database listens on port 5433.", "alpha")
+        await tell(b, "We moved the staging database to port 6543 this week.", "alpha")
+        await tell(a, "We moved the staging database to port 6543 this week.", "alpha")  # again
+        await ready(a, b)
+        count, seen = await ask(a, "What port is staging on now?", "alpha")
+        assert count >= 1 and "6543" in seen and "5433" not in seen
+        memories = await backend_of(a).list("alpha")
+        assert len(memories) == 2, "the repeated turn is one memory, refreshed"
+        repeated = next(m for m in memories if "6543" in m.text)
+        assert repeated.metadata.get("repeats") == 1
+
+
+async def test_forget_is_seen_through_the_shared_recall_cache(
+    fake: FakeProvider, postgres_url: str, redis_url: str
+) -> None:
+    import redis.asyncio
+
+    config = config_for(
+        fake.base, database_url=postgres_url, redis_url=redis_url, memory={"backend": "local"}
+    )
+    cache = redis.asyncio.Redis.from_url(redis_url)
+    async with (
+        running_gateway(config, litellm=False) as a,
+        running_gateway(config, litellm=False) as b,
+    ):
+        # A cached empty answer is dropped by a new turn of the scope, whoever stores it.
+        assert (await ask(b, QUESTION, "alpha"))[0] == 0
+        assert b.state.memory is not None
+        await b.state.memory.drain(5)  # the cache fill runs in the background
+        assert await cache.keys("memproxy:recall:*"), "recalls of the shared store are cached"
+        await tell(a, FACT, "alpha")
+        assert (await ask(b, QUESTION, "alpha"))[0] == 1
+        await b.state.memory.drain(5)
+        assert (await ask(b, QUESTION, "alpha"))[0] == 1  # from the cache now
+        assert a.state.memory is not None
+        shared = a.state.memory.backend_for(config.memory)
+        assert isinstance(shared, CachedBackend), "the shared store is behind the cache"
+        memories = await shared.list("alpha")
+        assert await shared.forget("alpha", memories[0].id)
+        count, seen = await ask(b, QUESTION, "alpha")
+        assert count == 0 and "orders_db" not in seen
+    await cache.aclose()
+
+
+def test_migrations_are_numbered_and_run_once(postgres_url: str) -> None:
+    results: list[list[str]] = []
+
+    def run() -> None:
+        with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+            results.append(migrate(conn))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=len) == [[], [], migration_names()]
+    with psycopg.connect(libpq_url(postgres_url)) as conn:
+        rows = conn.execute("SELECT name FROM _memproxy_memory_migrations").fetchall()
+        assert [r[0] for r in rows] == migration_names()
+
+
+def test_pgvector_is_used_only_where_the_server_has_it(
+    postgres_url: str, pgvector_url: str
+) -> None:
+    for url, expected in ((postgres_url, False), (pgvector_url, True)):
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            migrate(conn)
+            assert enable_pgvector(conn) is expected
+            column = conn.execute(
+                "SELECT 1 FROM information_schema.columns WHERE column_name = 'embedding_v'"
+            ).fetchone()
+            assert (column is not None) is expected
+
+
+def test_a_role_that_may_not_create_the_extension_falls_back(pgvector_url: str) -> None:
+    with psycopg.connect(libpq_url(pgvector_url), autocommit=True) as conn:
+        conn.execute("CREATE ROLE plain LOGIN")
+        conn.execute("GRANT ALL ON SCHEMA public TO plain")
+    url = pgvector_url.replace("postgres@", "plain@", 1)
+    store = PostgresMemoryBackend(url)
+    try:
+        assert store.uses_pgvector is False
+        from memproxy_cli.memory.backend import Turn
+
+        store.add_sync("p", Turn(user=FACT, assistant="Noted."))
+        found = store.search_sync("p", QUESTION, 5)
+        assert [m.scope for m in found] == ["p"] and "orders_db" in found[0].text
+    finally:
+        store.close_sync()
