@@ -9,11 +9,13 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import openai
 import psycopg
 import pytest
 
+from memproxy_cli.config import Config
 from memproxy_cli.memory.cached_backend import CachedBackend
 from memproxy_cli.memory.postgres import PostgresMemoryBackend, libpq_url
 from memproxy_cli.memory.postgres_schema import enable_pgvector, migrate, migration_names
@@ -40,6 +42,15 @@ async def fake() -> AsyncIterator[FakeProvider]:
     provider.behaviour.reply = "Noted."
     yield provider
     await provider.close()
+
+
+@asynccontextmanager
+async def two_instances(config: Config) -> AsyncIterator[tuple[RunningGateway, RunningGateway]]:
+    async with (
+        running_gateway(config, litellm=False) as a,
+        running_gateway(config, litellm=False) as b,
+    ):
+        yield a, b
 
 
 def backend_of(gw: RunningGateway) -> PostgresMemoryBackend:
@@ -94,10 +105,7 @@ async def test_a_turn_stored_through_one_instance_is_recalled_through_the_other(
 ) -> None:
     url, has_pgvector = team_db
     config = config_for(fake.base, database_url=url, memory={"backend": "local"})
-    async with (
-        running_gateway(config, litellm=False) as a,
-        running_gateway(config, litellm=False) as b,
-    ):
+    async with two_instances(config) as (a, b):
         assert await asyncio.to_thread(lambda: backend_of(b).uses_pgvector) is has_pgvector
         await tell(a, FACT, "alpha")
         count, seen = await ask(b, QUESTION, "alpha")
@@ -118,10 +126,7 @@ async def test_user_scopes_never_leak_between_people(
     fake: FakeProvider, team_db: tuple[str, bool]
 ) -> None:
     config = config_for(fake.base, database_url=team_db[0], memory={"backend": "local"})
-    async with (
-        running_gateway(config, litellm=False) as a,
-        running_gateway(config, litellm=False) as b,
-    ):
+    async with two_instances(config) as (a, b):
         await tell(a, FACT, None, user="ann")
         count, seen = await ask(b, QUESTION, None, user="ann")
         assert count == 1 and "orders_db" in seen
@@ -134,10 +139,7 @@ async def test_recall_by_meaning_sees_the_other_instances_new_and_forgotten_memo
     fake: FakeProvider, team_db: tuple[str, bool]
 ) -> None:
     config = config_for(fake.base, database_url=team_db[0], memory={"backend": "local"})
-    async with (
-        running_gateway(config, litellm=False) as a,
-        running_gateway(config, litellm=False) as b,
-    ):
+    async with two_instances(config) as (a, b):
         await tell(a, PET, "alpha")
         await tell(a, "The CI pipeline runs on every push to main.", "alpha")
         await ready(a, b)
@@ -160,10 +162,7 @@ async def test_the_newest_value_wins_across_instances(
     fake: FakeProvider, team_db: tuple[str, bool]
 ) -> None:
     config = config_for(fake.base, database_url=team_db[0], memory={"backend": "local"})
-    async with (
-        running_gateway(config, litellm=False) as a,
-        running_gateway(config, litellm=False) as b,
-    ):
+    async with two_instances(config) as (a, b):
         await tell(a, "Our staging database listens on port 5433.", "alpha")
         await tell(b, "We moved the staging database to port 6543 this week.", "alpha")
         await tell(a, "We moved the staging database to port 6543 this week.", "alpha")  # again
@@ -185,10 +184,7 @@ async def test_forget_is_seen_through_the_shared_recall_cache(
         fake.base, database_url=postgres_url, redis_url=redis_url, memory={"backend": "local"}
     )
     cache = redis.asyncio.Redis.from_url(redis_url)
-    async with (
-        running_gateway(config, litellm=False) as a,
-        running_gateway(config, litellm=False) as b,
-    ):
+    async with two_instances(config) as (a, b):
         # A cached empty answer is dropped by a new turn of the scope, whoever stores it.
         assert (await ask(b, QUESTION, "alpha"))[0] == 0
         assert b.state.memory is not None
@@ -254,3 +250,24 @@ def test_a_role_that_may_not_create_the_extension_falls_back(pgvector_url: str) 
         assert [m.scope for m in found] == ["p"] and "orders_db" in found[0].text
     finally:
         store.close_sync()
+
+
+async def test_an_answer_read_before_another_instances_forget_is_never_cached(
+    redis_url: str,
+) -> None:
+    from memproxy_cli.budget.recall_cache import RecallCache
+
+    one, two = RecallCache(redis_url, timeout_s=0.5), RecallCache(redis_url, timeout_s=0.5)
+    try:
+        hit, generation = await one.lookup("postgres:db:alpha", QUESTION, 5)
+        assert hit is None and generation is not None
+        assert await two.invalidate("postgres:db:alpha")  # the other instance forgets
+        stale = [{"id": "m1", "text": "forgotten"}]
+        assert not await one.set("postgres:db:alpha", QUESTION, 5, stale, 30, generation)
+        assert await one.get("postgres:db:alpha", QUESTION, 5) is None
+        hit, generation = await one.lookup("postgres:db:alpha", QUESTION, 5)
+        assert await one.set("postgres:db:alpha", QUESTION, 5, [], 30, generation)
+        assert await two.get("postgres:db:alpha", QUESTION, 5) == []
+    finally:
+        await one.close()
+        await two.close()

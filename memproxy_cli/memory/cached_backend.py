@@ -34,12 +34,14 @@ class CachedBackend:
         return f"{self._namespace}:{scope}"
 
     async def search(self, scope: str, query: str, k: int) -> list[Memory]:
-        hit = await self._cache.get(self._key(scope), query, k)
+        hit, generation = await self._cache.lookup(self._key(scope), query, k)
         if isinstance(hit, list):
             return [Memory(**m) for m in hit if isinstance(m, dict)]
         found = await self._backend.search(scope, query, k)
+        if generation is None:  # Redis did not answer: nothing to fill
+            return found
         value = [asdict(m) for m in found]
-        fill = self._cache.set(self._key(scope), query, k, value, ttl_s=TTL_S)
+        fill = self._cache.set(self._key(scope), query, k, value, TTL_S, generation)
         task = asyncio.get_running_loop().create_task(fill)
         self._fills.add(task)
         task.add_done_callback(self._fills.discard)
