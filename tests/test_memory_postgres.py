@@ -271,3 +271,42 @@ async def test_an_answer_read_before_another_instances_forget_is_never_cached(
     finally:
         await one.close()
         await two.close()
+
+
+def test_the_memory_commands_read_and_forget_team_memories(postgres_url: str) -> None:
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from memproxy_cli.cli import memory_cmds
+    from memproxy_cli.memory.backend import Turn
+    from memproxy_cli.paths import get_paths
+
+    paths = get_paths().ensure()
+    paths.default_config.write_text(yaml.safe_dump({"database_url": postgres_url}))
+    store = PostgresMemoryBackend(postgres_url)
+    try:
+        kept = store.add_sync("alpha", Turn(FACT, "Noted.", client="claude-cli"))
+        store.add_sync("beta", Turn("beta uses MySQL", "ok"))
+    finally:
+        store.close_sync()
+    root = typer.Typer()
+    root.callback()(lambda: None)
+    memory_cmds.register(root)
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(root, ["memory", *args])
+        return result.exit_code, result.stdout
+
+    code, out = invoke("list", "-p", "alpha", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [kept]
+    code, out = invoke("search", "orders database", "-p", "alpha", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [kept]
+    code, out = invoke("stats", "-p", "alpha", "--json")
+    assert code == 0 and json.loads(out)["memories"] == 1
+    assert set(json.loads(out)["by_client"]) == {"claude-cli"}
+    assert invoke("forget", kept, "-p", "beta")[0] == 5  # another project's memory: not found
+    code, out = invoke("forget", kept, "-p", "alpha", "--json")
+    assert code == 0 and json.loads(out) == {"id": kept, "forgotten": True}
+    assert json.loads(invoke("list", "-p", "alpha", "--json")[1]) == []
+    assert not paths.local_memory(None).exists(), "no local file is made for team memory"

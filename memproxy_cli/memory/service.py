@@ -39,6 +39,12 @@ _NO_HEADERS: Mapping[str, str] = {}
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]+")
 
 
+def in_database(config: Config, settings: MemoryConfig) -> bool:
+    """Whether the local backend keeps its memories in the shared PostgreSQL `database_url`
+    (team memory) rather than in this instance's SQLite file."""
+    return settings.backend == "local" and is_postgres(config.database_url)
+
+
 class Answer(Protocol):
     """What memory reads of a response (the API family's Tally)."""
 
@@ -145,7 +151,7 @@ class MemoryService:
                 http_client=self._http_client,
             )
         local = self._config.memory.local
-        if is_postgres(self._config.database_url):  # team memory: in the shared database
+        if in_database(self._config, settings):  # team memory: in the shared database
             from memproxy_cli.memory.postgres import PostgresMemoryBackend
 
             assert self._config.database_url is not None
