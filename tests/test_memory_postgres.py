@@ -1,15 +1,18 @@
 """Team memory: two gateway instances on one PostgreSQL recall, forget and keep scopes alike.
 
-Each test runs against a server without pgvector (Debian's: the gateway ranks the vectors) and
-one with it (the server ranks them)."""
+Each test runs against a database where pgvector cannot be had (the gateway ranks the
+vectors) and one where it can (the server ranks them)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import openai
 import psycopg
@@ -33,7 +36,7 @@ def team_db(request: pytest.FixtureRequest) -> tuple[str, bool]:
     """A fresh database, and whether its server has pgvector."""
     if request.param == "pgvector":
         return str(request.getfixturevalue("pgvector_url")), True
-    return str(request.getfixturevalue("postgres_url")), False
+    return str(request.getfixturevalue("plain_role_url")), False
 
 
 @pytest.fixture
@@ -222,10 +225,8 @@ def test_migrations_are_numbered_and_run_once(postgres_url: str) -> None:
         assert [r[0] for r in rows] == migration_names()
 
 
-def test_pgvector_is_used_only_where_the_server_has_it(
-    postgres_url: str, pgvector_url: str
-) -> None:
-    for url, expected in ((postgres_url, False), (pgvector_url, True)):
+def test_pgvector_is_used_only_where_it_can_be_had(plain_role_url: str, pgvector_url: str) -> None:
+    for url, expected in ((plain_role_url, False), (pgvector_url, True)):
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             migrate(conn)
             assert enable_pgvector(conn) is expected
@@ -235,16 +236,17 @@ def test_pgvector_is_used_only_where_the_server_has_it(
             assert (column is not None) is expected
 
 
-def test_a_role_that_may_not_create_the_extension_falls_back(pgvector_url: str) -> None:
-    with psycopg.connect(libpq_url(pgvector_url), autocommit=True) as conn:
-        conn.execute("CREATE ROLE plain LOGIN")
-        conn.execute("GRANT ALL ON SCHEMA public TO plain")
-    url = pgvector_url.replace("postgres@", "plain@", 1)
-    store = PostgresMemoryBackend(url)
+def test_a_role_that_may_not_create_the_extension_falls_back(pgvector_server: Any) -> None:
+    from memproxy_cli.memory.backend import Turn
+
+    with psycopg.connect(libpq_url(pgvector_server.url()), autocommit=True) as conn:
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
+            conn.execute("CREATE ROLE plain LOGIN")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        conn.execute(f"CREATE DATABASE {name} OWNER plain".encode())
+    store = PostgresMemoryBackend(pgvector_server.url(name).replace("postgres@", "plain@", 1))
     try:
         assert store.uses_pgvector is False
-        from memproxy_cli.memory.backend import Turn
-
         store.add_sync("p", Turn(user=FACT, assistant="Noted."))
         found = store.search_sync("p", QUESTION, 5)
         assert [m.scope for m in found] == ["p"] and "orders_db" in found[0].text
