@@ -174,7 +174,7 @@ class PostgresMemoryBackend:
         import psycopg
 
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.closed:
+        if conn is not None and (conn.closed or conn.broken):
             conn = None
         if conn is None:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
@@ -200,7 +200,18 @@ class PostgresMemoryBackend:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+        used: list[psycopg.Connection[Any]] = []
+
+        def call() -> T:
+            used.append(self._connection())
+            return fn(*args)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader, call)
+        except asyncio.CancelledError:
+            if used:  # stop the query of a caller that gave up (recall timeout)
+                await asyncio.to_thread(used[0].cancel_safe)
+            raise
 
     # -- embeddings -------------------------------------------------------------------------
 
