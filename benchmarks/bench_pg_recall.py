@@ -81,11 +81,11 @@ def fill(
         with cur.copy(f"COPY memproxy_memories ({columns}) FROM STDIN") as copy:
             n = start
             for scope in scopes:
-                for _ in range(per_scope):
+                vectors = np.random.default_rng(start).standard_normal((per_scope, DIM))
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                for vector in vectors.astype(np.float32):
                     n += 1
                     user = " ".join(rng.choice(WORDS) for _ in range(12))
-                    vector = np.array([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
-                    vector /= np.linalg.norm(vector)
                     row: list[object] = [f"m{n}", scope, user + " ok", user, "ok"]
                     row += [time.time() - n, vector.tobytes(), n]
                     if pgvector:

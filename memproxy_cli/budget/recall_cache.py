@@ -5,7 +5,10 @@ service, so what one instance cached is right for all. A new turn or a forget in
 deletes the scope's hash and moves its generation; an answer is only cached under the
 generation its search started in, so a search that read the store before another instance's
 forget cannot bring the forgotten memory back from the cache.
-Every call is bounded by short timeouts and a circuit breaker: a miss is always an answer.
+Lookups and fills are bounded by short timeouts and a circuit breaker: a miss is always an
+answer. An invalidation runs after the response (or in a CLI command), so it gets a longer
+timeout and is always tried: one lost to a busy Redis would let a forgotten memory come back
+until the TTL.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 GENERATION_TTL_S = 86400  # far longer than any cached answer lives
+BACKGROUND_TIMEOUT_S = 1.0  # invalidations: never on a request's path
 
 
 def query_field(query: str, k: int) -> str:
@@ -59,6 +63,7 @@ class RecallCache:
         self._timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker()
         self._client: redis.asyncio.Redis | None = None
+        self._background: redis.asyncio.Redis | None = None
 
     def _redis(self) -> redis.asyncio.Redis:
         if self._client is None:
@@ -66,6 +71,13 @@ class RecallCache:
 
             self._client = async_client(self._url, self._timeout_s)
         return self._client
+
+    def _redis_background(self) -> redis.asyncio.Redis:
+        if self._background is None:
+            from memproxy_cli.budget.redis_client import async_client
+
+            self._background = async_client(self._url, max(self._timeout_s, BACKGROUND_TIMEOUT_S))
+        return self._background
 
     async def get(self, scope: str, query: str, k: int) -> Any | None:
         """The cached value, or None (miss, Redis down, or breaker open)."""
@@ -103,11 +115,16 @@ class RecallCache:
 
     async def invalidate(self, scope: str) -> bool:
         """Forget every cached recall of `scope` (a turn was stored or a memory forgotten)."""
-        pipe = self._redis().pipeline(transaction=True)
+        pipe = self._redis_background().pipeline(transaction=True)
         pipe.incr(generation_key(scope))
         pipe.expire(generation_key(scope), GENERATION_TTL_S)
         pipe.delete(scope_key(scope))
-        return await self._call(pipe.execute()) is not None
+        try:  # past the breaker: an invalidation is always tried
+            await asyncio.wait_for(pipe.execute(), BACKGROUND_TIMEOUT_S * 2)
+        except Exception as exc:
+            log.warning("redis recall cache: invalidation failed: %s", exc.__class__.__name__)
+            return False
+        return True
 
     async def _call(self, awaitable: Any) -> Any:
         if not self.breaker.allow():
@@ -124,6 +141,7 @@ class RecallCache:
         return result
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._background):
+            if client is not None:
+                await client.aclose()
+        self._client = self._background = None

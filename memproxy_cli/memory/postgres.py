@@ -2,10 +2,10 @@
 
 The text index is PostgreSQL's (a generated `tsvector` with a GIN index, ranked by
 `ts_rank_cd`); the vectors are computed in the gateway (embeddings.py) and stored with the
-turn. With pgvector the server finds a scope's nearest vectors (exactly: no approximate
-index); without it the gateway keeps each scope's vectors and ranks them itself
-(postgres_vectors.py). Both lists are fused exactly as in the local store (local_search.rank):
-the same scores, newest wins, duplicates collapsed.
+turn. With pgvector the server finds a scope's nearest vectors (exactly, by inner product of
+unit vectors: no approximate index); without it the gateway keeps each scope's vectors and
+ranks them itself (postgres_vectors.py). Both lists are fused exactly as in the local store
+(local_search.rank): the same scores, newest wins, duplicates collapsed.
 
 One writer thread stores turns (an upsert: a repeated turn refreshes its memory, whichever
 instance stored it first); reader threads recall, each statement of a recall in one read-only
@@ -69,8 +69,8 @@ SELECT seq, -ts_rank_cd(tsv, q) AS score FROM (
 ) AS matches ORDER BY score, seq DESC LIMIT %s
 """
 _DENSE_SQL = """
-SELECT seq, 1 - (embedding_v <=> %s::vector) FROM memproxy_memories
-WHERE scope = %s AND embedding_v IS NOT NULL ORDER BY embedding_v <=> %s::vector LIMIT %s
+SELECT seq, -(embedding_v <#> %s::vector) FROM memproxy_memories
+WHERE scope = %s AND embedding_v IS NOT NULL ORDER BY embedding_v <#> %s::vector LIMIT %s
 """
 _ROWS_SQL = """
 SELECT seq, id, scope, text, created_at, metadata::text, user_text, assistant_text, embedding
