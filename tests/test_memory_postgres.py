@@ -57,8 +57,8 @@ async def two_instances(config: Config) -> AsyncIterator[tuple[RunningGateway, R
 
 
 def backend_of(gw: RunningGateway) -> PostgresMemoryBackend:
-    assert gw.state.memory is not None
-    backend = gw.state.memory.backend_for(gw.state.config.memory)
+    assert gw.memory is not None
+    backend = gw.memory.backend_for(gw.state.config.memory)
     if isinstance(backend, CachedBackend):
         backend = backend._backend
     assert isinstance(backend, PostgresMemoryBackend)
@@ -79,9 +79,9 @@ async def tell(gw: RunningGateway, text: str, project: str | None, user: str | N
         await c.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
         )
-    assert gw.state.memory is not None
-    await gw.state.memory.drain(10)
-    assert gw.state.memory.pending == 0
+    assert gw.memory is not None
+    await gw.memory.drain(10)
+    assert gw.memory.pending == 0
 
 
 async def ask(
@@ -209,8 +209,8 @@ async def test_forget_is_seen_through_the_shared_recall_cache(
         assert (await ask(b, QUESTION, "alpha"))[0] == 1
         await asked_until_cached(b, cache)
         assert (await ask(b, QUESTION, "alpha"))[0] == 1  # from the cache now
-        assert a.state.memory is not None
-        shared = a.state.memory.backend_for(config.memory)
+        assert a.memory is not None
+        shared = a.memory.backend_for(config.memory)
         assert isinstance(shared, CachedBackend), "the shared store is behind the cache"
         memories = await shared.list("alpha")
         assert await shared.forget("alpha", memories[0].id)
