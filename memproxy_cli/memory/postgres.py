@@ -220,6 +220,12 @@ class PostgresMemoryBackend:
         return self._model is not None
 
     def _embed_forever(self) -> None:
+        """The embedder thread: open the store (migrations run before the first recall needs
+        them), load the model, then embed what has no vector, when woken or every poll."""
+        try:
+            self._connection()
+        except Exception as exc:  # the database is away: the first call will try again
+            log.warning("memory: PostgreSQL store not reachable yet: %s", type(exc).__name__)
         try:
             from memproxy_cli.memory.embeddings import MiniLM
             from memproxy_cli.memory.postgres_vectors import KeptVectors

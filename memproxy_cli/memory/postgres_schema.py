@@ -122,12 +122,14 @@ def enable_pgvector(conn: Any) -> bool:
                 cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error:
             return False
-        cur.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS embedding_v vector(384)")
+        cur.execute(
+            "ALTER TABLE memproxy_memories ADD COLUMN IF NOT EXISTS embedding_v vector(384)"
+        )
         # Kept in the row (the bytes copy goes out of line instead): a search reads every
         # vector of the scope, and a TOAST lookup for each would cost ten times the distance.
-        cur.execute(f"ALTER TABLE {TABLE} ALTER COLUMN embedding_v SET STORAGE PLAIN")
+        cur.execute("ALTER TABLE memproxy_memories ALTER COLUMN embedding_v SET STORAGE PLAIN")
         cur.execute(
-            f"CREATE INDEX IF NOT EXISTS memproxy_memories_unvectored ON {TABLE} (seq) "
+            "CREATE INDEX IF NOT EXISTS memproxy_memories_unvectored ON memproxy_memories (seq) "
             "WHERE embedding IS NOT NULL AND embedding_v IS NULL"
         )
     return True
