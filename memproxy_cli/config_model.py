@@ -294,7 +294,9 @@ InjectionStrategy = Literal["system", "user_prefix", "user_suffix"]
 
 class MemoryConfig(_Model):
     backend: Literal["local", "supermemory", "none"] = Field(
-        "local", description="Where memories live: local (SQLite FTS5), supermemory, or none (off)."
+        "local",
+        description="Where memories live: local (SQLite FTS5 and embeddings; in PostgreSQL, "
+        "shared by every instance, when database_url is PostgreSQL), supermemory, or none (off).",
     )
     query_strategy: QueryStrategy = Field(
         "last_user",
@@ -488,7 +490,8 @@ class Config(_Model):
     )
     database_url: str | None = Field(
         None,
-        description="Spend store URL, e.g. postgresql+psycopg://host/db (default: local SQLite).",
+        description="Spend store URL, e.g. postgresql+psycopg://host/db (default: local SQLite). "
+        "On PostgreSQL the local memory backend keeps its memories there too (team memory).",
     )
     redis_url: str | None = Field(
         None, description="Redis shared by several instances for budgets and rate state (optional)."

@@ -16,13 +16,14 @@ T = TypeVar("T")
 
 def open_backend(config: Config, paths: Paths, project: str | None) -> MemoryBackend | None:
     """The project's backend, or None when memory is off or the local store does not exist yet."""
-    from memproxy_cli.memory.service import MemoryService
+    from memproxy_cli.memory.service import MemoryService, in_database
 
     settings = config.memory_for(project)
-    if settings.backend == "local" and not paths.local_memory(config.memory.local.path).exists():
+    shared = settings.backend != "local" or in_database(config, settings)
+    if not shared and not paths.local_memory(config.memory.local.path).exists():
         return None
     cache = None
-    if config.redis_url and settings.backend != "local":  # forget drops cached recalls
+    if config.redis_url and shared:  # forget drops cached recalls
         from memproxy_cli.budget.recall_cache import RecallCache
 
         cache = RecallCache(config.redis_url)
@@ -87,8 +88,10 @@ def _stat_rows(
     config: Config, paths: Paths, project: str
 ) -> list[tuple[str, int, int, int, int, int]]:
     """(client, memories, chars, repeats, with chrome, chrome chars) per client."""
+    from memproxy_cli.memory.service import in_database
+
     settings = config.memory_for(project)
-    if settings.backend == "local":
+    if settings.backend == "local" and not in_database(config, settings):
         path = paths.local_memory(config.memory.local.path)
         if not path.exists():
             return []

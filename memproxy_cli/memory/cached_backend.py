@@ -1,7 +1,9 @@
 """A remote backend behind the shared Redis recall cache (budget/recall_cache.py).
 
-Only for backends every instance shares (Supermemory): a per-instance store (the local file)
-is never cached, since another instance's cached answer would come from another store.
+Only for backends every instance shares (Supermemory, the PostgreSQL store): a per-instance
+store (the local file) is never cached, since another instance's cached answer would come from
+another store. A backend's `cache_namespace` (default: its name) says which store an answer
+came from: the PostgreSQL backend's names its database, so teams sharing a Redis never mix.
 A stored turn or a forgotten memory drops the scope's cached answers.
 """
 
@@ -23,20 +25,23 @@ TTL_S = 30  # a bound on staleness when another instance stores without a cache
 class CachedBackend:
     def __init__(self, backend: MemoryBackend, cache: RecallCache) -> None:
         self.name = backend.name
+        self._namespace = str(getattr(backend, "cache_namespace", backend.name))
         self._backend = backend
         self._cache = cache
         self._fills: set[asyncio.Task[bool]] = set()
 
     def _key(self, scope: str) -> str:
-        return f"{self.name}:{scope}"
+        return f"{self._namespace}:{scope}"
 
     async def search(self, scope: str, query: str, k: int) -> list[Memory]:
-        hit = await self._cache.get(self._key(scope), query, k)
+        hit, generation = await self._cache.lookup(self._key(scope), query, k)
         if isinstance(hit, list):
             return [Memory(**m) for m in hit if isinstance(m, dict)]
         found = await self._backend.search(scope, query, k)
+        if generation is None:  # Redis did not answer: nothing to fill
+            return found
         value = [asdict(m) for m in found]
-        fill = self._cache.set(self._key(scope), query, k, value, ttl_s=TTL_S)
+        fill = self._cache.set(self._key(scope), query, k, value, TTL_S, generation)
         task = asyncio.get_running_loop().create_task(fill)
         self._fills.add(task)
         task.add_done_callback(self._fills.discard)

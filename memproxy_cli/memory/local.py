@@ -25,9 +25,9 @@ from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.fts_query import query_terms
 from memproxy_cli.memory.local_schema import CHANGES_SQL, migrate, rebuild_fts_if_outdated
 from memproxy_cli.memory.local_search import LocalSearch, row_to_memory
-from memproxy_cli.memory.redact import redact
+from memproxy_cli.memory.stored_turn import stored_turn
 from memproxy_cli.memory.turn_batcher import TurnBatcher
-from memproxy_cli.memory.turn_text import MAX_PART_CHARS, labeled, unlabeled
+from memproxy_cli.memory.turn_text import labeled
 
 if TYPE_CHECKING:
     from memproxy_cli.memory.embeddings import MiniLM, Vectors
@@ -65,11 +65,6 @@ _UNEMBEDDED_SQL = """
 SELECT rowid, scope, text, user_text, assistant_text FROM memories
 WHERE embedding IS NULL AND rowid > ? ORDER BY rowid LIMIT ?
 """
-
-
-def _clip(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= MAX_PART_CHARS else text[: MAX_PART_CHARS - 1].rstrip() + "…"
 
 
 def _shown(memory: Memory) -> Memory:
@@ -277,21 +272,8 @@ class LocalMemoryBackend:
                 conn.execute(_REFRESH_SQL, (created, row[0]))
                 return str(row[1])
         memory_id = secrets.token_hex(8)
-        user, assistant = redact(_clip(turn.user)), redact(_clip(turn.assistant))
-        text, lengths = unlabeled(user, assistant, redact(turn.note))  # labels are not indexed
-        metadata: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("model", turn.model),
-                ("request_id", turn.request_id),
-                ("client", turn.client),
-                ("dedup", turn.dedup_key),
-                ("chrome_chars", turn.chrome_chars),
-            )
-            if v
-        }
-        metadata["parts"] = lengths
-        metadata.update(turn.metadata)
+        kept = stored_turn(turn)
+        user, assistant, text, metadata = kept.user, kept.assistant, kept.text, kept.metadata
         row = (memory_id, scope, text, created, json.dumps(metadata), user, assistant)
         conn.execute(_INSERT_SQL, (*row, turn.client, turn.note or None))
         return memory_id

@@ -228,31 +228,56 @@ class LocalSearch:
         if not wanted:
             return []
         rows = conn.execute(_ROWS_SQL, (json.dumps(sorted(wanted)), scope)).fetchall()
-        best_bm25 = -min(lexical.values(), default=-1.0) or 1.0
-        candidates = []
-        for row in rows:
-            rowid = int(row[0])
-            user, assistant = parts(row[3], row[6], row[7])
-            relevance = dense.get(rowid)
-            if rowid not in lexical and (relevance is None or relevance < MIN_COSINE):
-                continue
-            if relevance is None:
-                relevance = 0.5 * (-lexical.get(rowid, 0.0) / best_bm25)
-            score = (
-                relevance
-                + LEXICAL_WEIGHT * coverage(terms, row[3])
-                + FRESHNESS_WEIGHT * freshness(row[4], now, self.half_life_days)
-            )
-            candidates.append(_Candidate(rowid, row[1:6], user, assistant, score))
-        chosen = newest_wins(candidates, vectors)[:k]
-        return [
-            Memory(
-                id=c.row[0],
-                scope=c.row[1],
-                text=compact_text(c.user, c.assistant),
-                created_at=c.row[3],
-                score=c.score,
-                metadata=json.loads(c.row[4] or "{}"),
-            )
-            for c in chosen
-        ]
+        return rank(rows, terms, lexical, dense, vectors, now, self.half_life_days, k)
+
+
+def rank(
+    rows: Sequence[Row],
+    terms: Sequence[str],
+    lexical: dict[int, float],
+    dense: dict[int, float],
+    vectors: dict[int, Any],
+    now: float,
+    half_life_days: float,
+    k: int,
+) -> list[Memory]:
+    """The `k` best of the candidates `rows` (key, id, scope, text, created_at, metadata,
+    user_text, assistant_text): fused, newest wins. `lexical`: a full-text score per key,
+    lower is better (FTS5's negative BM25; any backend's text rank negated); `dense`: the cosine
+    per key; `vectors`: the candidates' embeddings, for grouping."""
+    best_bm25 = -min(lexical.values(), default=-1.0) or 1.0
+    candidates = []
+    for row in rows:
+        rowid = int(row[0])
+        user, assistant = parts(row[3], row[6], row[7])
+        relevance = dense.get(rowid)
+        if rowid not in lexical and (relevance is None or relevance < MIN_COSINE):
+            continue
+        if relevance is None:
+            relevance = 0.5 * (-lexical.get(rowid, 0.0) / best_bm25)
+        score = (
+            relevance
+            + LEXICAL_WEIGHT * coverage(terms, row[3])
+            + FRESHNESS_WEIGHT * freshness(row[4], now, half_life_days)
+        )
+        candidates.append(_Candidate(rowid, tuple(row[1:6]), user, assistant, score))
+    chosen = newest_wins(candidates, vectors)[:k]
+    return [
+        Memory(
+            id=c.row[0],
+            scope=c.row[1],
+            text=compact_text(c.user, c.assistant),
+            created_at=c.row[3],
+            score=c.score,
+            metadata=_metadata(c.row[4]),
+        )
+        for c in chosen
+    ]
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    """Stored metadata: JSON text (SQLite) or already a dict (PostgreSQL's jsonb)."""
+    if isinstance(value, dict):
+        return value
+    loaded: dict[str, Any] = json.loads(value or "{}")
+    return loaded

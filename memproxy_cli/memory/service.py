@@ -26,6 +26,7 @@ from memproxy_cli.memory.conversation import Conversation, Dialect
 from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
 from memproxy_cli.paths import Paths
+from memproxy_cli.store.engine import is_postgres
 
 if TYPE_CHECKING:
     import httpx
@@ -36,13 +37,19 @@ log = logging.getLogger("memproxy.memory")
 
 MAX_PENDING_STORES = 256
 # Backends every instance shares: only these are put behind the Redis recall cache.
-REMOTE_BACKENDS = frozenset({"supermemory"})
+REMOTE_BACKENDS = frozenset({"supermemory", "postgres"})
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
 STATS_FLUSH_S = 2.0  # skip counters reach their file this long after they change
 _NO_HEADERS: Mapping[str, str] = {}
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]+")
+
+
+def in_database(config: Config, settings: MemoryConfig) -> bool:
+    """Whether the local backend keeps its memories in the shared PostgreSQL `database_url`
+    (team memory) rather than in this instance's SQLite file."""
+    return settings.backend == "local" and is_postgres(config.database_url)
 
 
 @dataclass
@@ -133,9 +140,18 @@ class MemoryService:
                 base_url=sm.base_url,
                 http_client=self._http_client,
             )
+        local = self._config.memory.local
+        if in_database(self._config, settings):  # team memory: in the shared database
+            from memproxy_cli.memory.postgres import PostgresMemoryBackend
+
+            assert self._config.database_url is not None
+            return PostgresMemoryBackend(
+                self._config.database_url,
+                half_life_days=local.recency_half_life_days,
+                embed=self._embed and local.embeddings,
+            )
         from memproxy_cli.memory.local import LocalMemoryBackend
 
-        local = self._config.memory.local
         path = self._paths.local_memory(local.path)
         return LocalMemoryBackend(
             path,

@@ -1,0 +1,145 @@
+"""The PostgreSQL memory store's schema: append-only numbered migrations, and pgvector's column.
+
+Migrations are recorded in `_memproxy_memory_migrations` and run once, in one transaction under
+an advisory lock, by the first instance that finds one missing (the others wait on the lock and
+then find them applied). Never edit a migration that has shipped: add the next one.
+
+Every memory keeps its embedding as float32 bytes (`embedding`), whatever the server has, so a
+server that gains or loses pgvector keeps every vector. When the server has the pgvector
+extension (and this role may create it, or it exists), `embedding_v vector(384)` holds the same
+vector and the server finds a scope's nearest memories; without it the gateway ranks the
+scope's vectors itself (postgres_vectors.py). That column is not a migration: it is added on
+start wherever the extension can be had, and filled from `embedding` in the background.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+MIGRATIONS_TABLE = "_memproxy_memory_migrations"
+# Another constant than the spend store's (store/migrations.py): the two migrate independently.
+PG_LOCK_KEY = 0x6D656D6D  # "memm"
+TABLE = "memproxy_memories"
+
+_M001 = (
+    """CREATE TABLE memproxy_memories (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL,
+        text TEXT NOT NULL,
+        user_text TEXT NOT NULL,
+        assistant_text TEXT NOT NULL,
+        client TEXT,
+        note TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        metadata JSONB NOT NULL DEFAULT '{}'::jsonb,
+        dedup TEXT,
+        embedding BYTEA,
+        embedded_seq BIGINT,
+        tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    )""",
+    "CREATE INDEX memproxy_memories_scope_created ON memproxy_memories (scope, created_at, seq)",
+    """CREATE UNIQUE INDEX memproxy_memories_dedup ON memproxy_memories (scope, dedup)
+        WHERE dedup IS NOT NULL""",
+    "CREATE INDEX memproxy_memories_tsv ON memproxy_memories USING GIN (tsv)",
+    """CREATE INDEX memproxy_memories_unembedded ON memproxy_memories (seq)
+        WHERE embedding IS NULL""",
+    """CREATE INDEX memproxy_memories_embedded ON memproxy_memories (scope, embedded_seq)
+        WHERE embedded_seq IS NOT NULL""",
+    # The order in which vectors were stored, for a gateway that keeps a scope's vectors.
+    "CREATE SEQUENCE memproxy_memories_embedded_seq",
+    # How many memories were ever deleted (by any instance): kept vectors are dropped then.
+    """CREATE TABLE memproxy_memory_changes (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        changes BIGINT NOT NULL
+    )""",
+    "INSERT INTO memproxy_memory_changes (id, changes) VALUES (1, 0)",
+    """CREATE FUNCTION memproxy_memories_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE memproxy_memory_changes SET changes = changes + 1 WHERE id = 1;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER memproxy_memories_ad AFTER DELETE ON memproxy_memories
+        FOR EACH STATEMENT EXECUTE FUNCTION memproxy_memories_deleted()""",
+)
+
+
+def m001_memories(cur: Any) -> None:
+    """Memories with their parts, a generated full-text vector (GIN), the embedding as bytes,
+    and the count of deletions."""
+    for statement in _M001:
+        cur.execute(statement)
+
+
+Migration = Callable[[Any], None]
+MIGRATIONS: tuple[Migration, ...] = (m001_memories,)
+
+
+def migration_names() -> list[str]:
+    return [m.__name__ for m in MIGRATIONS]
+
+
+def migrate(conn: Any, upto: str | None = None) -> list[str]:
+    """Apply the missing migrations (up to and including `upto`) on a psycopg connection;
+    the names applied."""
+    done: list[str] = []
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK_KEY,))
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS _memproxy_memory_migrations "
+            "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        cur.execute("SELECT name FROM _memproxy_memory_migrations")
+        present = {row[0] for row in cur.fetchall()}
+        for migration in MIGRATIONS:
+            name = migration.__name__
+            if name not in present:
+                migration(cur)
+                cur.execute(
+                    "INSERT INTO _memproxy_memory_migrations (name, applied_at) VALUES (%s, %s)",
+                    (name, time.time()),
+                )
+                done.append(name)
+            if name == upto:
+                break
+    return done
+
+
+def enable_pgvector(conn: Any) -> bool:
+    """Add `embedding_v vector(384)` where the server has pgvector; False where it has not
+    (not installed, or this role may not create the extension)."""
+    import psycopg
+
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK_KEY,))
+        cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        if cur.fetchone() is None:
+            return False
+        try:
+            with conn.transaction():  # a savepoint: a refusal leaves the outer one usable
+                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error:
+            return False
+        cur.execute(
+            "ALTER TABLE memproxy_memories ADD COLUMN IF NOT EXISTS embedding_v vector(384)"
+        )
+        # Kept in the row (the bytes copy goes out of line instead): a search reads every
+        # vector of the scope, and a TOAST lookup for each would cost ten times the distance.
+        cur.execute("ALTER TABLE memproxy_memories ALTER COLUMN embedding_v SET STORAGE PLAIN")
+        cur.execute(
+            "CREATE INDEX IF NOT EXISTS memproxy_memories_unvectored ON memproxy_memories (seq) "
+            "WHERE embedding IS NOT NULL AND embedding_v IS NULL"
+        )
+    return True
+
+
+def has_pgvector_column(conn: Any) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = %s "
+            "AND column_name = 'embedding_v' AND table_schema = current_schema()",
+            (TABLE,),
+        )
+        return cur.fetchone() is not None

@@ -1,0 +1,94 @@
+"""A scope's nearest memories where the server has no pgvector: its vectors kept in the gateway.
+
+Each scope's float32 vectors are read from the store the first time the scope is searched, then
+kept current with it at every recall, in the recall's snapshot: the vectors another instance
+stored since (by `embedded_seq`) are appended; a deletion anywhere (the store's count of
+deletions moved) or a count that still differs (a vector committed out of order) reloads the
+scope. The search is exact: one matrix product, as in the local store (scope_vectors.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from memproxy_cli.memory.embeddings import DIM, Vectors
+from memproxy_cli.memory.scope_vectors import _Matrix
+
+_CHANGES_SQL = "SELECT changes FROM memproxy_memory_changes WHERE id = 1"
+_STATE_SQL = """
+SELECT count(*), coalesce(max(embedded_seq), 0) FROM memproxy_memories
+WHERE scope = %s AND embedded_seq IS NOT NULL
+"""
+_SINCE_SQL = """
+SELECT seq, embedding, embedded_seq FROM memproxy_memories
+WHERE scope = %s AND embedded_seq > %s ORDER BY embedded_seq
+"""
+
+
+class _Kept:
+    def __init__(self, changes: int) -> None:
+        self.changes = changes
+        self.matrix = _Matrix()
+        self.upto = 0  # the highest embedded_seq appended
+
+
+class KeptVectors:
+    """Safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[str, _Kept] = {}
+        self._lock = threading.Lock()
+
+    def _current(self, cur: Any, scope: str) -> _Kept:
+        """The scope's vectors as the cursor's snapshot has them."""
+        cur.execute(_CHANGES_SQL)
+        changes = int(cur.fetchone()[0])
+        cur.execute(_STATE_SQL, (scope,))
+        count, newest = (int(v) for v in cur.fetchone())
+        with self._lock:
+            kept = self._scopes.get(scope)
+        if (
+            kept is not None
+            and kept.changes == changes
+            and kept.matrix.size == count
+            and kept.upto == newest
+        ):
+            return kept
+        if kept is None or kept.changes != changes:
+            kept = _Kept(changes)
+        for attempt in range(2):
+            if attempt:  # a vector committed out of order: read the scope again
+                kept = _Kept(changes)
+            cur.execute(_SINCE_SQL, (scope, kept.upto))
+            rows = cur.fetchall()
+            if rows:
+                with self._lock:
+                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                    kept.matrix.append([int(r[0]) for r in rows], vectors.reshape(-1, DIM))
+                    kept.upto = max(kept.upto, int(rows[-1][2]))
+            if kept.matrix.size == count:
+                break
+        with self._lock:
+            self._scopes[scope] = kept
+        return kept
+
+    def top(self, cur: Any, scope: str, query: Vectors, n: int) -> dict[int, float]:
+        """The `n` nearest memories (seq) of `scope` and their cosine."""
+        kept = self._current(cur, scope)
+        with self._lock:
+            matrix = kept.matrix
+            size, vectors, keys = matrix.size, matrix.vectors, matrix.rowids
+        if size == 0:
+            return {}
+        scores = vectors[:size] @ query
+        best = np.argpartition(-scores, n)[:n] if size > n else np.arange(size)
+        return {int(keys[i]): float(scores[i]) for i in best}
+
+    def forget(self, scopes: Sequence[str]) -> None:
+        with self._lock:
+            for scope in scopes:
+                self._scopes.pop(scope, None)
