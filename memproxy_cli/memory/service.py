@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,6 +16,8 @@ from memproxy_cli.memory.background import is_background_call
 from memproxy_cli.memory.capture import Capture, LoopTracker, OpenLoop
 from memproxy_cli.memory.capture_stats import FILE_NAME, CaptureStats, add_counts
 from memproxy_cli.memory.conversation import Conversation, Dialect
+from memproxy_cli.memory.extract import Extractor, is_distilled
+from memproxy_cli.memory.extract_queue import Extraction
 from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
 from memproxy_cli.memory.turn_text import MAX_PART_CHARS, dedup_key
@@ -30,6 +33,9 @@ log = logging.getLogger("memproxy.memory")
 MAX_PENDING_STORES = 256
 # Backends every instance shares: only these are put behind the Redis recall cache.
 REMOTE_BACKENDS = frozenset({"supermemory"})
+# Backends that keep a turn's metadata and forget a turn's facts with it (memory/extract.py);
+# Supermemory distils documents itself.
+FACT_BACKENDS = frozenset({"local"})
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
@@ -101,6 +107,11 @@ class MemoryService:
         self.loops = LoopTracker(on_evict=self._abandoned)
         self.stats = CaptureStats()
         self._stats_flush: asyncio.TimerHandle | None = None
+        self.extraction: Extraction | None = None
+
+    def use_extractor(self, extractor: Extractor) -> None:
+        """Distil turns with `memory.extract_model` through `extractor` (the gateway's)."""
+        self.extraction = Extraction(extractor)
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded config from the next request on (backends are kept)."""
@@ -187,11 +198,11 @@ class MemoryService:
             return result
         query = build_query(conversation, settings.query_strategy, settings.n, capture.loop.human)
         budget_ms = settings.recall_timeout_ms
+        k = settings.top_k + SEARCH_HEADROOM
+        if settings.extract_model:  # turns facts were drawn from are found, then left out
+            k += settings.top_k
         try:
-            found = await asyncio.wait_for(
-                backend.search(scope, query, settings.top_k + SEARCH_HEADROOM),
-                budget_ms / 1000,
-            )
+            found = await asyncio.wait_for(backend.search(scope, query, k), budget_ms / 1000)
         except TimeoutError:
             result.error = f"timeout after {budget_ms} ms"
         except Exception as exc:
@@ -211,6 +222,7 @@ class MemoryService:
         settings: MemoryConfig,
         result: Recall,
     ) -> None:
+        found = [m for m in found if not is_distilled(m.metadata)]
         block, count = render_block(
             drop_present(found, conversation), settings.top_k, settings.max_chars
         )
@@ -231,6 +243,7 @@ class MemoryService:
         echo: bool,
         model: str | None,
         request_id: str | None,
+        user_id: str | None = None,
     ) -> None:
         """After the response: store the turn when this answer ended the human's agent loop."""
         capture = recall.capture
@@ -256,7 +269,7 @@ class MemoryService:
             note=draft.note,
             chrome_chars=draft.chrome_chars,
         )
-        self.store(scope, project, turn)
+        self.store(scope, project, turn, user_id)
 
     def remember(
         self,
@@ -271,8 +284,11 @@ class MemoryService:
         turn = Turn(user=user_text, assistant=assistant_text, model=model, request_id=request_id)
         self.store(scope, project, turn)
 
-    def store(self, scope: str, project: str | None, turn: Turn) -> None:
-        """Store `turn` in the background; returns at once (call from the event loop)."""
+    def store(
+        self, scope: str, project: str | None, turn: Turn, user_id: str | None = None
+    ) -> None:
+        """Store `turn` in the background, as facts when `extract_model` is set; returns at
+        once (call from the event loop)."""
         settings = self._config.memory_for(project)
         backend = self.backend_for(settings)
         if backend is None:
@@ -286,14 +302,34 @@ class MemoryService:
             self.dropped_stores += 1
             log.warning("memory store queue full (%d); dropped a turn", self._max_pending)
             return
-        task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn))
+        extract = None
+        model = settings.extract_model
+        extraction = self.extraction
+        if model and extraction and backend.name in FACT_BACKENDS and extraction.has_room():
+            extract = (model, project, user_id)
+            if turn.created_at is None:  # its facts take the time of the turn
+                turn.created_at = time.time()
+        task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn, extract))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _store(self, backend: MemoryBackend, scope: str, turn: Turn) -> None:
+    async def _store(
+        self,
+        backend: MemoryBackend,
+        scope: str,
+        turn: Turn,
+        extract: tuple[str, str | None, str | None] | None = None,
+    ) -> None:
         # Only what is stored is redacted, in a thread: a large message must not stall the loop.
+        # The model that extracts facts gets the redacted turn too.
         await asyncio.to_thread(_stored_parts, turn)
         try:
+            if extract is not None and self.extraction is not None:
+                model, project, user_id = extract
+                facts = await self.extraction.facts_for(model, turn, scope, project, user_id)
+                if facts:
+                    await self.extraction.store(backend, scope, turn, facts, model)
+                    return
             await backend.add(scope, turn)
         except Exception as exc:
             self.failed_stores += 1
