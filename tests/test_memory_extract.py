@@ -11,12 +11,13 @@ from typing import Any
 import openai
 import pytest
 
+from memproxy_cli.gateway.extract_calls import GatewayExtractor
 from memproxy_cli.memory.backend import Memory
 from memproxy_cli.memory.local import LocalMemoryBackend
 from memproxy_cli.memory.service import MemoryService
 from tests.fixtures.fake_upstreams import FakeProvider, Seen
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
-from tests.fixtures.reliability import rows_when
+from tests.fixtures.reliability import rows_when, until
 
 MARKER = "extract durable facts"  # in memproxy's extraction prompt, never in a client's
 CALLER_KEY = "sk-caller-own-key-0123456789abcdef"
@@ -74,7 +75,9 @@ def _client(gw: RunningGateway, project: str) -> openai.AsyncOpenAI:
     )
 
 
-async def _tool_loop(gw: RunningGateway, fake: FakeProvider, project: str) -> None:
+async def _tool_loop(
+    gw: RunningGateway, fake: FakeProvider, project: str, drain: bool = True
+) -> None:
     """One turn of the human: a tool call, its result, then the final answer."""
     fake.behaviour.tool_calls = [("read_file", {"path": "config/staging.yaml"})]
     messages: list[Any] = [
@@ -95,7 +98,8 @@ async def _tool_loop(gw: RunningGateway, fake: FakeProvider, project: str) -> No
     assert final.choices[0].message.content == ANSWER
     memory = gw.state.memory
     assert isinstance(memory, MemoryService)
-    await memory.drain(30)
+    if drain:
+        await memory.drain(30)
 
 
 def _extraction_calls(fake: FakeProvider) -> list[Seen]:
@@ -272,3 +276,41 @@ async def test_a_model_the_project_may_not_use_is_not_called(fake: FakeProvider)
     assert not _extraction_calls(fake)
     [turn] = stored
     assert "facts" not in turn.metadata
+
+
+async def test_the_answer_never_waits_for_extraction_and_the_queue_is_bounded(
+    fake: FakeProvider,
+) -> None:
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
+    fake.behaviour.marked_gate = asyncio.Event()  # the extraction call hangs until released
+    async with running_gateway(_config(fake, extract_model="gpt-4o-mini"), litellm=False) as gw:
+        memory = gw.state.memory
+        assert isinstance(memory, MemoryService)
+        memory.use_extractor(GatewayExtractor(gw.state), max_pending=1)
+        await _tool_loop(gw, fake, "alpha", drain=False)  # its answer came back meanwhile
+        await until(lambda: _extraction_calls(fake), what="the extraction call")
+        await _tool_loop(gw, fake, "beta", drain=False)  # the queue is full: stored as it is
+        await until(lambda: memory.pending == 1, what="beta's turn stored")
+        assert memory.extraction is not None and memory.extraction.skipped == 1
+        assert len(await _stored(gw, "beta")) == 1
+        assert await _stored(gw, "alpha") == []  # waiting for its facts
+        fake.behaviour.marked_gate.set()
+        await memory.drain(30)
+        assert len(await _stored(gw, "alpha")) == 3
+    assert len(_extraction_calls(fake)) == 1
+
+
+async def test_an_anthropic_model_extracts_over_messages(fake: FakeProvider) -> None:
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
+    async with running_gateway(
+        _config(fake, extract_model="claude-haiku-4-5"), litellm=False
+    ) as gw:
+        await _tool_loop(gw, fake, "alpha")
+        stored = await _stored(gw, "alpha")
+    [call] = _extraction_calls(fake)
+    assert call.path == "/v1/messages"
+    body = call.body
+    assert body["model"] == "claude-haiku-4-5" and MARKER in body["system"]
+    assert body["max_tokens"] > 0 and [m["role"] for m in body["messages"]] == ["user"]
+    assert CALLER_KEY not in json.dumps(dict(call.headers))
+    assert sorted(m.text for m in stored if m.metadata.get("kind") == "fact") == sorted(FACTS)

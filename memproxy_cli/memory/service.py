@@ -17,7 +17,7 @@ from memproxy_cli.memory.capture import Capture, LoopTracker, OpenLoop
 from memproxy_cli.memory.capture_stats import FILE_NAME, CaptureStats, add_counts
 from memproxy_cli.memory.conversation import Conversation, Dialect
 from memproxy_cli.memory.extract import Extractor, is_distilled
-from memproxy_cli.memory.extract_queue import Extraction
+from memproxy_cli.memory.extract_queue import MAX_PENDING_EXTRACTIONS, Extraction
 from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
 from memproxy_cli.memory.turn_text import MAX_PART_CHARS, dedup_key
@@ -109,9 +109,11 @@ class MemoryService:
         self._stats_flush: asyncio.TimerHandle | None = None
         self.extraction: Extraction | None = None
 
-    def use_extractor(self, extractor: Extractor) -> None:
+    def use_extractor(
+        self, extractor: Extractor, max_pending: int = MAX_PENDING_EXTRACTIONS
+    ) -> None:
         """Distil turns with `memory.extract_model` through `extractor` (the gateway's)."""
-        self.extraction = Extraction(extractor)
+        self.extraction = Extraction(extractor, max_pending)
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded config from the next request on (backends are kept)."""
