@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import yaml
 
 from memproxy_cli.gateway.extract_calls import GatewayExtractor
 from memproxy_cli.memory.backend import Memory
@@ -19,6 +23,7 @@ from tests.fixtures.fake_upstreams import FakeProvider, Seen
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 from tests.fixtures.reliability import rows_when, until
 
+ROOT = Path(__file__).resolve().parent.parent
 MARKER = "extract durable facts"  # in memproxy's extraction prompt, never in a client's
 CALLER_KEY = "sk-caller-own-key-0123456789abcdef"
 CALLER_SYSTEM = "You are CallerBot. Chrome rule: always answer in haiku."
@@ -314,3 +319,37 @@ async def test_an_anthropic_model_extracts_over_messages(fake: FakeProvider) -> 
     assert body["max_tokens"] > 0 and [m["role"] for m in body["messages"]] == ["user"]
     assert CALLER_KEY not in json.dumps(dict(call.headers))
     assert sorted(m.text for m in stored if m.metadata.get("kind") == "fact") == sorted(FACTS)
+
+
+@pytest.mark.timeout(300)
+async def test_the_recall_benchmark_extracts_through_the_gateway(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    """Plumbing only: the fake's one scripted fact knows nothing of the benchmark's facts, so
+    the figures printed here mean nothing (the real figure needs a real model)."""
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(["The fake upstream answers tests."]))]
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"upstreams": {"openai": fake.base}, "pricing": PRICING}),
+        encoding="utf-8",
+    )
+    facts_file = tmp_path / "facts.json"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "recall_quality.py"),
+        *("--modes", "hybrid", "--chatter", "20", "--extract-model", "gpt-4o-mini"),
+        *("--config", str(config), "--facts-file", str(facts_file)),
+    ]
+    env = {**os.environ, "MEMPROXY_HOME": str(tmp_path / "home")}
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    text = out.decode()
+    turns = int(text.split(" turns,", 1)[0])
+    assert len(_extraction_calls(fake)) == turns
+    assert f"{turns} turns distilled into {turns} facts, 0 failed; {turns} calls" in text
+    assert "extract  recall@5:" in text and "extraction adds over hybrid:" in text
+    kept = json.loads(facts_file.read_text())
+    assert kept["model"] == "gpt-4o-mini" and len(kept["facts"]) == turns
