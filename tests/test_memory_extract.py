@@ -353,3 +353,50 @@ async def test_the_recall_benchmark_extracts_through_the_gateway(
     assert "extract  recall@5:" in text and "extraction adds over hybrid:" in text
     kept = json.loads(facts_file.read_text())
     assert kept["model"] == "gpt-4o-mini" and len(kept["facts"]) == turns
+
+
+async def test_a_model_list_entry_extracts_with_its_configured_key(fake: FakeProvider) -> None:
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
+    config = config_for(
+        fake.base,
+        memory={"backend": "local", "extract_model": "team-extractor"},
+        model_list=[
+            {
+                "model_name": "team-extractor",
+                "litellm_params": {
+                    "model": "anthropic/claude-test-1",
+                    "api_base": fake.base,
+                    "api_key": "sk-ant-configured-extractor-01",
+                },
+            }
+        ],
+    )
+    async with running_gateway(config, litellm=False) as gw:
+        await _tool_loop(gw, fake, "alpha")
+        stored = await _stored(gw, "alpha")
+    [call] = _extraction_calls(fake)
+    assert call.path == "/v1/messages" and call.body["model"] == "claude-test-1"
+    assert call.headers["x-api-key"] == "sk-ant-configured-extractor-01"
+    assert CALLER_KEY not in json.dumps(dict(call.headers))
+    assert len([m for m in stored if m.metadata.get("kind") == "fact"]) == 2
+
+
+@pytest.mark.parametrize(("daily_usd", "extracts"), [(1.0, True), (0.03, False)])
+async def test_extraction_counts_against_the_budget_and_stops_at_it(
+    fake: FakeProvider, daily_usd: float, extracts: bool
+) -> None:
+    """Each call here costs 0.025: the tool loop's two leave 0.05 spent."""
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
+    config = config_for(
+        fake.base,
+        memory={"backend": "local", "extract_model": "gpt-4o-mini"},
+        pricing=PRICING,
+        budgets={"alpha": {"daily_usd": daily_usd}},
+    )
+    async with running_gateway(config, litellm=False) as gw:
+        await _tool_loop(gw, fake, "alpha")
+        stored = await _stored(gw, "alpha")
+        today, _ = gw.state.budget.spent("alpha")
+    assert bool(_extraction_calls(fake)) is extracts
+    assert today == pytest.approx(0.075 if extracts else 0.05)
+    assert len(stored) == (3 if extracts else 1)
