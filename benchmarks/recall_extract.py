@@ -44,13 +44,12 @@ async def _extract(
 
     from memproxy_cli.gateway.app import build_app
     from memproxy_cli.gateway.extract_calls import GatewayExtractor
-    from memproxy_cli.gateway.state import STATE
 
     paths = Paths(root / "config", root / "data", root / "state", root / "logs", root)
     app = build_app(_isolated(config), paths)
     runner = web.AppRunner(app)
     await runner.setup()  # the gateway's resources: sessions, LiteLLM, the spend writer
-    extractor = GatewayExtractor(app[STATE])
+    extractor = GatewayExtractor(app)
     slots = asyncio.Semaphore(concurrency)
     out = Extracted(facts=[None] * len(turns))
     done = 0

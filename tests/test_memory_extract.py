@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from memproxy_cli.gateway.extract_calls import GatewayExtractor
+from memproxy_cli.gateway.resources import BUDGETS
 from memproxy_cli.memory.backend import Memory
 from memproxy_cli.memory.local import LocalMemoryBackend
 from memproxy_cli.memory.service import MemoryService
@@ -101,7 +102,7 @@ async def _tool_loop(
             model="gpt-4o-mini", messages=messages, tools=TOOLS
         )
     assert final.choices[0].message.content == ANSWER
-    memory = gw.state.memory
+    memory = gw.memory
     assert isinstance(memory, MemoryService)
     if drain:
         await memory.drain(30)
@@ -112,7 +113,7 @@ def _extraction_calls(fake: FakeProvider) -> list[Seen]:
 
 
 async def _stored(gw: RunningGateway, project: str) -> list[Memory]:
-    memory = gw.state.memory
+    memory = gw.memory
     assert isinstance(memory, MemoryService)
     backend = memory.backend_for(gw.state.config.memory_for(project))
     assert isinstance(backend, LocalMemoryBackend)
@@ -146,7 +147,7 @@ async def test_tool_loop_turn_becomes_facts_that_are_injected_instead_of_the_tur
         assert ANSWER in turns[0].text  # the turn is kept as the facts' source
         # Recall by meaning too, as in the daemon once its model has loaded: facts of one turn
         # on one subject are not "updates" of each other, so both are injected.
-        memory = gw.state.memory
+        memory = gw.memory
         assert isinstance(memory, MemoryService)
         backend = memory.backend_for(gw.state.config.memory)
         assert isinstance(backend, LocalMemoryBackend)
@@ -211,7 +212,7 @@ async def test_failed_extraction_stores_the_turn_as_it_is(
     async with running_gateway(_config(fake, extract_model="gpt-4o-mini"), litellm=False) as gw:
         await _tool_loop(gw, fake, "alpha")
         stored = await _stored(gw, "alpha")
-        memory = gw.state.memory
+        memory = gw.memory
         assert isinstance(memory, MemoryService) and memory.extraction is not None
         assert memory.extraction.failed == 1 and memory.extraction.extracted == 0
         assert len(_extraction_calls(fake)) == 1
@@ -258,7 +259,7 @@ async def test_forgetting_the_turn_forgets_its_facts(fake: FakeProvider) -> None
         stored = await _stored(gw, "alpha")
         [turn] = [m for m in stored if m.metadata.get("kind") != "fact"]
         fact = next(m for m in stored if m.metadata.get("kind") == "fact")
-        memory = gw.state.memory
+        memory = gw.memory
         assert isinstance(memory, MemoryService)
         backend = memory.backend_for(gw.state.config.memory)
         assert backend is not None
@@ -289,9 +290,9 @@ async def test_the_answer_never_waits_for_extraction_and_the_queue_is_bounded(
     fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
     fake.behaviour.marked_gate = asyncio.Event()  # the extraction call hangs until released
     async with running_gateway(_config(fake, extract_model="gpt-4o-mini"), litellm=False) as gw:
-        memory = gw.state.memory
+        memory = gw.memory
         assert isinstance(memory, MemoryService)
-        memory.use_extractor(GatewayExtractor(gw.state), max_pending=1)
+        memory.use_extractor(GatewayExtractor(gw.server.app), max_pending=1)
         await _tool_loop(gw, fake, "alpha", drain=False)  # its answer came back meanwhile
         await until(lambda: _extraction_calls(fake), what="the extraction call")
         await _tool_loop(gw, fake, "beta", drain=False)  # the queue is full: stored as it is
@@ -396,7 +397,7 @@ async def test_extraction_counts_against_the_budget_and_stops_at_it(
     async with running_gateway(config, litellm=False) as gw:
         await _tool_loop(gw, fake, "alpha")
         stored = await _stored(gw, "alpha")
-        today, _ = gw.state.budget.spent("alpha")
+        today, _ = gw.server.app[BUDGETS].spent("alpha")
     assert bool(_extraction_calls(fake)) is extracts
     assert today == pytest.approx(0.075 if extracts else 0.05)
     assert len(stored) == (3 if extracts else 1)
