@@ -23,8 +23,10 @@ from memproxy_cli.memory.service import MemoryService
 from tests.fixtures.fake_upstreams import FakeProvider, Seen
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 from tests.fixtures.reliability import rows_when, until
+from tests.test_observability_metrics import scrape, total
 
 ROOT = Path(__file__).resolve().parent.parent
+EXTRACT = "memproxy-extract"  # the client of memproxy's own extraction calls
 MARKER = "extract durable facts"  # in memproxy's extraction prompt, never in a client's
 CALLER_KEY = "sk-caller-own-key-0123456789abcdef"
 CALLER_SYSTEM = "You are CallerBot. Chrome rule: always answer in haiku."
@@ -166,6 +168,9 @@ async def test_extraction_call_carries_only_the_turn_and_is_the_projects_spend(
     async with running_gateway(_config(fake, extract_model="gpt-4o-mini"), litellm=False) as gw:
         await _tool_loop(gw, fake, "alpha")
         rows = await rows_when(3)
+        status, metrics = await scrape(gw.url)
+    assert status == 200
+    assert total(metrics, "memproxy_requests_total", project="alpha", client=EXTRACT) == 1
     [call] = _extraction_calls(fake)
     body = call.body
     assert body["model"] == "gpt-4o-mini"
@@ -182,7 +187,7 @@ async def test_extraction_call_carries_only_the_turn_and_is_the_projects_spend(
     assert CALLER_KEY not in json.dumps(dict(call.headers))
     assert call.headers["user-agent"].startswith("memproxy/")
     assert "x-memproxy-project" not in call.headers and "x-memory-user-id" not in call.headers
-    [row] = [r for r in rows if r["client"] == "memproxy-extract"]
+    [row] = [r for r in rows if r["client"] == EXTRACT]
     assert (row["project"], row["user_id"], row["model"], row["status"]) == (
         "alpha",
         "dana",
@@ -191,7 +196,7 @@ async def test_extraction_call_carries_only_the_turn_and_is_the_projects_spend(
     )
     assert row["prompt_tokens"] == 11 and row["completion_tokens"] == 7
     assert row["cost_usd"] == pytest.approx(11 * 0.001 + 7 * 0.002)
-    callers = [r for r in rows if r["client"] != "memproxy-extract"]
+    callers = [r for r in rows if r["client"] != EXTRACT]
     assert len(callers) == 2
 
 

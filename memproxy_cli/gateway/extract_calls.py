@@ -26,9 +26,10 @@ from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.dispatch import call_upstream, provider_label
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
-from memproxy_cli.gateway.resources import BUDGETS, PRICES, RECORDER
+from memproxy_cli.gateway.resources import BUDGETS, OBSERVER, PRICES, RECORDER
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.memory.extract import ExtractionError, ExtractRequest
+from memproxy_cli.observability.timeline import Timeline
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.sessions import default_user_agent
 from memproxy_cli.upstream.transport import UpstreamResponse
@@ -196,3 +197,15 @@ class GatewayExtractor:
         recorder = app.get(RECORDER)
         if recorder is not None:
             recorder.submit(row)
+        observer = app.get(OBSERVER)  # metrics and `memproxy top` count it with the project's
+        if observer is not None:
+            ended = ex.elapsed_s()
+            timeline = Timeline(
+                upstream_start=0.0,
+                upstream_answer=ended,
+                record_start=ended,
+                record_end=ended,
+                upstream_model=route.upstream_model or None if route is not None else None,
+                upstream_traceparent=ex.traceparent,
+            )
+            observer.finished(row, timeline)
