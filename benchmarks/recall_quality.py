@@ -73,6 +73,7 @@ def extract_mode(args: argparse.Namespace, tale: Story, path: Path) -> tuple[dic
 
     from memproxy_cli.config import load_config
     from memproxy_cli.memory.extract import fact_turns, is_distilled
+    from memproxy_cli.memory.service import SEARCH_HEADROOM
 
     config = load_config(args.config)
     model = args.extract_model
@@ -93,7 +94,8 @@ def extract_mode(args: argparse.Namespace, tale: Story, path: Path) -> tuple[dic
     backend.wait_vectors_loaded_sync(SCOPE)
 
     def search(question: str, k: int) -> list[str]:
-        found = backend.search_sync(SCOPE, question, 2 * k, now=NOW)  # as the service asks
+        wanted = 2 * k + SEARCH_HEADROOM  # as the service asks with extraction on
+        found = backend.search_sync(SCOPE, question, wanted, now=NOW)
         kept = [m for m in found if not is_distilled(m.metadata)][:k]
         return [source.get(m.id, m.id) for m in kept]
 

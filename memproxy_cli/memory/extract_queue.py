@@ -58,8 +58,11 @@ class Extraction:
         self.empty = 0  # replies with no fact: the turn is stored as it is
         self.skipped = 0  # turns stored as they are because too many were waiting
 
-    def has_room(self) -> bool:
+    def reserve(self) -> bool:
+        """A place for one more turn, taken now (from the event loop, as the turn is queued);
+        False when every place is taken. The caller releases it once the turn is stored."""
         if self.waiting < self._max_pending:
+            self.waiting += 1
             return True
         self.skipped += 1
         log.warning(
@@ -68,11 +71,13 @@ class Extraction:
         )
         return False
 
+    def release(self) -> None:
+        self.waiting -= 1
+
     async def facts_for(
         self, model: str, turn: Turn, scope: str, project: str | None, user_id: str | None
     ) -> list[str]:
         """The facts of `turn` (redacted already); [] when extraction failed or found none."""
-        self.waiting += 1
         try:
             async with self._slots:
                 request = build_request(model, turn, scope, project, user_id)
@@ -89,8 +94,6 @@ class Extraction:
                 _reason(exc),
             )
             return []
-        finally:
-            self.waiting -= 1
         if not facts:
             self.empty += 1
         return facts

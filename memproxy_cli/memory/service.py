@@ -307,8 +307,8 @@ class MemoryService:
         extract = None
         model = settings.extract_model
         extraction = self.extraction
-        if model and extraction and backend.name in FACT_BACKENDS and extraction.has_room():
-            extract = (model, project, user_id)
+        if model and extraction and backend.name in FACT_BACKENDS and extraction.reserve():
+            extract = (extraction, model, project, user_id)
             if turn.created_at is None:  # its facts take the time of the turn
                 turn.created_at = time.time()
         task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn, extract))
@@ -320,22 +320,27 @@ class MemoryService:
         backend: MemoryBackend,
         scope: str,
         turn: Turn,
-        extract: tuple[str, str | None, str | None] | None = None,
+        extract: tuple[Extraction, str, str | None, str | None] | None = None,
     ) -> None:
-        # Only what is stored is redacted, in a thread: a large message must not stall the loop.
-        # The model that extracts facts gets the redacted turn too.
-        await asyncio.to_thread(_stored_parts, turn)
+        """`extract`: where the turn's place in the extraction queue was reserved, and for
+        which model, project and user."""
         try:
-            if extract is not None and self.extraction is not None:
-                model, project, user_id = extract
-                facts = await self.extraction.facts_for(model, turn, scope, project, user_id)
+            # Only what is stored is redacted, in a thread: a large message must not stall the
+            # loop. The model that extracts facts gets the redacted turn too.
+            await asyncio.to_thread(_stored_parts, turn)
+            if extract is not None:
+                extraction, model, project, user_id = extract
+                facts = await extraction.facts_for(model, turn, scope, project, user_id)
                 if facts:
-                    await self.extraction.store(backend, scope, turn, facts, model)
+                    await extraction.store(backend, scope, turn, facts, model)
                     return
             await backend.add(scope, turn)
         except Exception as exc:
             self.failed_stores += 1
             log.warning("memory store failed for scope %r: %s", scope, _short_reason(exc))
+        finally:
+            if extract is not None:
+                extract[0].release()
 
     # -- skip counters ----------------------------------------------------------------------
 
