@@ -14,12 +14,14 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from aiohttp.test_utils import TestServer
 
 from memproxy_cli.gateway.extract_calls import GatewayExtractor
 from memproxy_cli.gateway.resources import BUDGETS
 from memproxy_cli.memory.backend import Memory
 from memproxy_cli.memory.local import LocalMemoryBackend
 from memproxy_cli.memory.service import MemoryService
+from tests.fixtures.fake_supermemory import FakeSupermemory
 from tests.fixtures.fake_upstreams import FakeProvider, Seen
 from tests.fixtures.gateway import RunningGateway, config_for, running_gateway
 from tests.fixtures.reliability import rows_when, until
@@ -406,3 +408,29 @@ async def test_extraction_counts_against_the_budget_and_stops_at_it(
     assert bool(_extraction_calls(fake)) is extracts
     assert today == pytest.approx(0.075 if extracts else 0.05)
     assert len(stored) == (3 if extracts else 1)
+
+
+async def test_supermemory_distils_on_its_own_so_no_extraction_call_is_made(
+    fake: FakeProvider,
+) -> None:
+    key = "sm_" + "test0123456789abcdefghij"
+    sm = FakeSupermemory(api_key=key)
+    server = TestServer(sm.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    config = config_for(
+        fake.base,
+        memory={
+            "backend": "supermemory",
+            "extract_model": "gpt-4o-mini",
+            "supermemory": {"api_key": key, "base_url": str(server.make_url("")).rstrip("/")},
+        },
+    )
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
+    try:
+        async with running_gateway(config, litellm=False) as gw:
+            await _tool_loop(gw, fake, "alpha")
+    finally:
+        await server.close()
+    assert not _extraction_calls(fake)
+    [document] = [d for docs in sm.documents.values() for d in docs.values()]
+    assert HUMAN in json.dumps(document)
