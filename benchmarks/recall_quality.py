@@ -5,7 +5,12 @@ asked in new conversations. A lexical or paraphrase question is a hit when a mem
 (the first telling or its update) is among the top k; an update question is a hit when the
 update is among the top k and the older value is not ranked above it.
 Modes: `lexical` (FTS5 BM25 alone, what the CLI does) and `hybrid` (with the embedding model).
+With `--extract-model M`, also `extract`: every turn distilled into facts by the model M of your
+config (a real model: each turn is one call, the project's spend), recalled as the daemon does
+(facts instead of the turns they came from); a fact is a hit for the turn it was drawn from.
 Usage: python benchmarks/recall_quality.py [--k 5] [--modes lexical,hybrid]
+       python benchmarks/recall_quality.py --extract-model gpt-4o-mini [--config F]
+           [--facts-file facts.json] [--chatter 1500]
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,6 +28,7 @@ from recall_facts import FACTS, NOW, Story, story
 from memproxy_cli.memory.local import LocalMemoryBackend
 
 SCOPE = "bench"
+Search = Callable[[str, int], list[str]]  # a question, k -> the ids of the turns recalled
 
 
 def build(path: Path, tale: Story, embed: bool) -> tuple[LocalMemoryBackend, list[str]]:
@@ -36,7 +43,11 @@ def build(path: Path, tale: Story, embed: bool) -> tuple[LocalMemoryBackend, lis
     return backend, ids
 
 
-def score(backend: LocalMemoryBackend, tale: Story, ids: list[str], k: int) -> dict[str, float]:
+def turn_search(backend: LocalMemoryBackend) -> Search:
+    return lambda q, k: [m.id for m in backend.search_sync(SCOPE, q, k, now=NOW)]
+
+
+def score(search: Search, tale: Story, ids: list[str], k: int) -> dict[str, float]:
     hits = {"lexical": 0, "paraphrase": 0, "update": 0}
     totals = {"lexical": 0, "paraphrase": 0, "update": 0}
     for fact in FACTS:
@@ -44,11 +55,11 @@ def score(backend: LocalMemoryBackend, tale: Story, ids: list[str], k: int) -> d
         if fact.key in tale.updated:
             versions.add(ids[tale.updated[fact.key]])
         for kind, question in (("lexical", fact.lexical), ("paraphrase", fact.paraphrase)):
-            found = [m.id for m in backend.search_sync(SCOPE, question, k, now=NOW)]
+            found = search(question, k)
             totals[kind] += 1
             hits[kind] += bool(versions & set(found))
         if fact.update_question and fact.key in tale.updated:
-            found = [m.id for m in backend.search_sync(SCOPE, fact.update_question, k, now=NOW)]
+            found = search(fact.update_question, k)
             new, old = ids[tale.updated[fact.key]], ids[tale.told[fact.key]]
             totals["update"] += 1
             ok = new in found and (old not in found or found.index(old) > found.index(new))
@@ -56,22 +67,85 @@ def score(backend: LocalMemoryBackend, tale: Story, ids: list[str], k: int) -> d
     return {kind: hits[kind] / totals[kind] for kind in hits if totals[kind]}
 
 
+def extract_mode(args: argparse.Namespace, tale: Story, path: Path) -> tuple[dict[str, float], str]:
+    """Figures with every turn distilled by `--extract-model`, and a line on the extraction."""
+    from recall_extract import extract_story, stored_turns
+
+    from memproxy_cli.config import load_config
+    from memproxy_cli.memory.extract import fact_turns, is_distilled
+    from memproxy_cli.memory.service import SEARCH_HEADROOM
+
+    config = load_config(args.config)
+    model = args.extract_model
+    print(f"extracting {len(tale.turns)} turns with {model} ...")
+    got = extract_story(config, model, tale.turns, args.concurrency, args.facts_file)
+    backend = LocalMemoryBackend(path, embed=True)
+    turns = stored_turns(tale.turns, got.facts)
+    ids = backend._add_batch([(SCOPE, t) for t in turns])
+    facts = [
+        (SCOPE, fact)
+        for i, found in enumerate(got.facts)
+        if found
+        for fact in fact_turns(found, turns[i], ids[i], model)
+    ]
+    fact_ids = backend._add_batch(facts)
+    source = {fid: fact[1].metadata["fact_of"] for fid, fact in zip(fact_ids, facts, strict=True)}
+    backend.wait_embedded_sync()
+    backend.wait_vectors_loaded_sync(SCOPE)
+
+    def search(question: str, k: int) -> list[str]:
+        wanted = 2 * k + SEARCH_HEADROOM  # as the service asks with extraction on
+        found = backend.search_sync(SCOPE, question, wanted, now=NOW)
+        kept = [m for m in found if not is_distilled(m.metadata)][:k]
+        return [source.get(m.id, m.id) for m in kept]
+
+    figures = score(search, tale, ids, args.k)
+    backend.shutdown_sync()
+    spend = got.spend
+    line = (
+        f"extraction: {sum(1 for f in got.facts if f)} turns distilled into {len(facts)} facts, "
+        f"{got.failures} failed"
+    )
+    if spend:
+        line += (
+            f"; {spend['calls']} calls, {spend['prompt_tokens']} + {spend['completion_tokens']}"
+            f" tokens, ${spend['cost_usd']:.4f}"
+        )
+    return figures, line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--modes", default="lexical,hybrid")
     parser.add_argument("--store", type=Path, help="keep the store here (default: temporary)")
+    parser.add_argument("--chatter", type=int, default=1500, help="distractor turns")
+    parser.add_argument("--extract-model", help="also distil every turn with this model")
+    parser.add_argument("--config", help="the config that names the model (default: yours)")
+    parser.add_argument("--facts-file", type=Path, help="keep the model's facts here")
+    parser.add_argument("--concurrency", type=int, default=4, help="extraction calls at once")
     args = parser.parse_args()
-    tale = story()
+    tale = story(chatter=args.chatter)
     print(f"{len(tale.turns)} turns, {len(FACTS)} facts, {len(tale.updated)} updated; k={args.k}")
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",") + (["extract"] if args.extract_model else [])
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
         with tempfile.TemporaryDirectory() as tmp:
-            path = args.store or Path(tmp) / "memory.sqlite3"
-            backend, ids = build(path, tale, embed=mode == "hybrid")
-            figures = score(backend, tale, ids, args.k)
-            backend.shutdown_sync()
+            path = Path(tmp) / "memory.sqlite3"
+            if mode == "extract":
+                figures, line = extract_mode(args, tale, path)
+                print(line)
+            else:
+                backend, ids = build(args.store or path, tale, embed=mode == "hybrid")
+                figures = score(turn_search(backend), tale, ids, args.k)
+                backend.shutdown_sync()
+        results[mode] = figures
         shown = "  ".join(f"{kind} {value:.2f}" for kind, value in figures.items())
         print(f"{mode:8} recall@{args.k}: {shown}")
+    if "extract" in results and "hybrid" in results:
+        base, extracted = results["hybrid"], results["extract"]
+        shown = "  ".join(f"{kind} {extracted[kind] - base[kind]:+.2f}" for kind in base)
+        print(f"extraction adds over hybrid: {shown}")
 
 
 if __name__ == "__main__":

@@ -326,6 +326,12 @@ class MemoryConfig(_Model):
         description="Inject memories into subagent conversations (started by another "
         "conversation's tool call); their prompts are never stored either way.",
     )
+    extract_model: str | None = Field(
+        None,
+        description="A model (a model_list name or a pass-through model) that distils each "
+        "stored turn into short facts in the background; the facts are recalled instead of "
+        "the turn, and the call is the project's spend. Unset: turns are stored as they are.",
+    )
     local: LocalMemoryConfig = Field(
         default_factory=LocalMemoryConfig, description="Settings of the local backend."
     )
@@ -359,6 +365,9 @@ class MemoryOverride(_Model):
     store: bool | None = Field(None, description="Whether this project's turns are stored.")
     recall_into_subagents: bool | None = Field(
         None, description="Whether this project's subagent conversations get memories."
+    )
+    extract_model: str | None = Field(
+        None, description="The model that distils this project's turns into facts."
     )
 
 

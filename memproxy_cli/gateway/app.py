@@ -136,6 +136,9 @@ async def _memory_ctx(app: web.Application) -> AsyncIterator[None]:
         state.config, state.paths, http_client=http_client, cache=cache, embed=True
     )
     service.warm()
+    from memproxy_cli.gateway.extract_calls import GatewayExtractor
+
+    service.use_extractor(GatewayExtractor(app))  # used where memory.extract_model is set
     app[MEMORY] = service
     yield
     await service.drain(state.config.server.drain_timeout_s)

@@ -265,6 +265,7 @@ def _remember(ex: Exchange) -> None:
         echo,
         ex.row.model,
         ex.row.request_id,
+        ex.identity.user_id,
     )
 
 

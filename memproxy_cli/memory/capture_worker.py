@@ -53,6 +53,7 @@ class Ending:
     model: str | None
     request_id: str | None
     client: str | None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Stored:
     scope: str
     project: str | None
     turn: Turn  # redacted and keyed for duplicates
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,7 @@ class CaptureWorker:
             chrome_chars=draft.chrome_chars,
         )
         prepare_turn(turn)
-        self._batch.append(Stored(scope, e.project, turn))
+        self._batch.append(Stored(scope, e.project, turn, e.user_id))
 
     def _evicted(self, scope: str, loop: OpenLoop) -> None:
         self._batch.append(Skipped(scope, "abandoned"))

@@ -42,7 +42,10 @@ def parts(text: str, user_text: str | None, assistant_text: str | None) -> tuple
 
 
 def compact_text(user: str, assistant: str) -> str:
-    """The memory as injected: the statement (as said, clipped) and the answer's gist."""
+    """The memory as injected: the statement (as said, clipped) and the answer's gist; a
+    statement without an answer (a fact drawn from a turn) as it is."""
+    if not assistant.strip():
+        return _clip(user, USER_CHARS)
     return format_turn(user, gist(assistant), USER_CHARS)
 
 

@@ -61,6 +61,8 @@ INSERT INTO memories
     (id, scope, text, created_at, metadata, user_text, assistant_text, client, note)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+# The facts drawn from a turn name it (memory/extract.py); forgetting the turn forgets them.
+_FORGET_FACTS_SQL = "DELETE FROM memories WHERE json_extract(metadata, '$.fact_of') = ?"
 _UNEMBEDDED_SQL = """
 SELECT rowid, scope, text, user_text, assistant_text FROM memories
 WHERE embedding IS NULL AND rowid > ? ORDER BY rowid LIMIT ?
@@ -323,14 +325,24 @@ class LocalMemoryBackend:
         return [_shown(row_to_memory(row)) for row in rows]
 
     def forget_sync(self, scope: str | None, memory_id: str) -> bool:
-        """Delete one memory; with scope None, wherever it is."""
-        if scope is None:
-            cur = self._connection().execute("DELETE FROM memories WHERE id = ?", (memory_id,))
-        else:
-            cur = self._connection().execute(
-                "DELETE FROM memories WHERE id = ? AND scope = ?", (memory_id, scope)
-            )
-        return cur.rowcount > 0
+        """Delete one memory and the facts drawn from it; with scope None, wherever it is."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if scope is None:
+                cur = conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
+            else:
+                cur = conn.execute(
+                    "DELETE FROM memories WHERE id = ? AND scope = ?", (memory_id, scope)
+                )
+            gone = cur.rowcount > 0
+            if gone:
+                conn.execute(_FORGET_FACTS_SQL, (memory_id,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return gone
 
     def export_sync(self, scope: str) -> list[Memory]:
         rows = self._connection().execute(_EXPORT_SQL, (scope,))

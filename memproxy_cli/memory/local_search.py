@@ -15,6 +15,8 @@ store) and every memory while the model loads stand in with their scaled BM25 fo
 Newest wins: candidates whose statements are nearly the same (cosine >= `SAME_SUBJECT`, or the
 same words) form one group, shown once as its newest member at the group's best score: an
 update ("the staging DB moved to port 6543") replaces what it updates, and repeats collapse.
+Memories stored with the same time (the facts drawn from one turn) are never updates of each
+other, however near their statements.
 A query with nothing searchable (empty, or only stop words) returns no memories.
 """
 
@@ -144,6 +146,7 @@ def newest_wins(candidates: list[_Candidate], vectors: dict[int, Any]) -> list[_
         for g, head in enumerate(groups):
             same = key == keys[g] or (
                 sims is not None
+                and cand.row[3] != by_age[head].row[3]  # facts of one turn update none
                 and cand.rowid in vectors
                 and by_age[head].rowid in vectors
                 and float(sims[i, head]) >= SAME_SUBJECT

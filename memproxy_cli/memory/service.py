@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from memproxy_cli.memory.capture_worker import (
     prepare_turn,
 )
 from memproxy_cli.memory.conversation import Conversation, Dialect
+from memproxy_cli.memory.extract import Extractor, is_distilled
+from memproxy_cli.memory.extract_queue import MAX_PENDING_EXTRACTIONS, Extraction
 from memproxy_cli.memory.redact import redact_prefix
 from memproxy_cli.memory.strategies import build_query, drop_present, render_block
 from memproxy_cli.paths import Paths
@@ -38,6 +41,9 @@ log = logging.getLogger("memproxy.memory")
 MAX_PENDING_STORES = 256
 # Backends every instance shares: only these are put behind the Redis recall cache.
 REMOTE_BACKENDS = frozenset({"supermemory", "postgres"})
+# Backends that keep a turn's metadata and forget a turn's facts with it (memory/extract.py);
+# Supermemory distils documents itself.
+FACT_BACKENDS = frozenset({"local"})
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
@@ -98,6 +104,13 @@ class MemoryService:
         self.loops = self._capture.tracker
         self.stats = CaptureStats()
         self._stats_flush: asyncio.TimerHandle | None = None
+        self.extraction: Extraction | None = None
+
+    def use_extractor(
+        self, extractor: Extractor, max_pending: int = MAX_PENDING_EXTRACTIONS
+    ) -> None:
+        """Distil turns with `memory.extract_model` through `extractor` (the gateway's)."""
+        self.extraction = Extraction(extractor, max_pending)
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded config from the next request on (backends are kept)."""
@@ -196,11 +209,11 @@ class MemoryService:
             return result
         query = build_query(conversation, settings.query_strategy, settings.n, human)
         budget_ms = settings.recall_timeout_ms
+        k = settings.top_k + SEARCH_HEADROOM
+        if settings.extract_model:  # turns facts were drawn from are found, then left out
+            k += settings.top_k
         try:
-            found = await asyncio.wait_for(
-                backend.search(scope, query, settings.top_k + SEARCH_HEADROOM),
-                budget_ms / 1000,
-            )
+            found = await asyncio.wait_for(backend.search(scope, query, k), budget_ms / 1000)
         except TimeoutError:
             result.error = f"timeout after {budget_ms} ms"
         except Exception as exc:
@@ -220,6 +233,7 @@ class MemoryService:
         settings: MemoryConfig,
         result: Recall,
     ) -> None:
+        found = [m for m in found if not is_distilled(m.metadata)]
         block, count = render_block(
             drop_present(found, conversation), settings.top_k, settings.max_chars
         )
@@ -240,13 +254,16 @@ class MemoryService:
         echo: bool,
         model: str | None,
         request_id: str | None,
+        user_id: str | None = None,
     ) -> None:
         """After the response: hand the leg and its answer to the capture thread, which stores
         the turn when this answer ended the human's agent loop (capture_worker.py)."""
         leg = recall.leg
         if leg is None:
             return
-        ending = Ending(leg, project, status, answer, echo, model, request_id, recall.client)
+        ending = Ending(
+            leg, project, status, answer, echo, model, request_id, recall.client, user_id
+        )
         if not self._capture.submit(ending):
             self.dropped_stores += 1
             log.warning("memory capture queue full; dropped a request's turn")
@@ -255,7 +272,9 @@ class MemoryService:
         """On the event loop: what the capture thread made of the answered legs."""
         for outcome in outcomes:
             if isinstance(outcome, Stored):
-                self.store(outcome.scope, outcome.project, outcome.turn, prepared=True)
+                self.store(
+                    outcome.scope, outcome.project, outcome.turn, outcome.user_id, prepared=True
+                )
             else:
                 self._skip(outcome.scope, outcome.reason)
 
@@ -272,9 +291,17 @@ class MemoryService:
         turn = Turn(user=user_text, assistant=assistant_text, model=model, request_id=request_id)
         self.store(scope, project, turn)
 
-    def store(self, scope: str, project: str | None, turn: Turn, prepared: bool = False) -> None:
-        """Store `turn` in the background; returns at once (call from the event loop).
-        `prepared`: already redacted and keyed (capture_worker.prepare_turn)."""
+    def store(
+        self,
+        scope: str,
+        project: str | None,
+        turn: Turn,
+        user_id: str | None = None,
+        prepared: bool = False,
+    ) -> None:
+        """Store `turn` in the background, as facts when `extract_model` is set; returns at
+        once (call from the event loop). `prepared`: already redacted and keyed
+        (capture_worker.prepare_turn)."""
         settings = self._config.memory_for(project)
         backend = self.backend_for(settings)
         if backend is None:
@@ -288,19 +315,47 @@ class MemoryService:
             self.dropped_stores += 1
             log.warning("memory store queue full (%d); dropped a turn", self._max_pending)
             return
-        task = asyncio.get_running_loop().create_task(self._store(backend, scope, turn, prepared))
+        extract = None
+        model = settings.extract_model
+        extraction = self.extraction
+        if model and extraction and backend.name in FACT_BACKENDS and extraction.reserve():
+            extract = (extraction, model, project, user_id)
+            if turn.created_at is None:  # its facts take the time of the turn
+                turn.created_at = time.time()
+        task = asyncio.get_running_loop().create_task(
+            self._store(backend, scope, turn, prepared, extract)
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _store(self, backend: MemoryBackend, scope: str, turn: Turn, prepared: bool) -> None:
-        # Only what is stored is redacted, in a thread: a large message must not stall the loop.
-        if not prepared:
-            await asyncio.to_thread(prepare_turn, turn)
+    async def _store(
+        self,
+        backend: MemoryBackend,
+        scope: str,
+        turn: Turn,
+        prepared: bool,
+        extract: tuple[Extraction, str, str | None, str | None] | None = None,
+    ) -> None:
+        """`extract`: where the turn's place in the extraction queue was reserved, and for
+        which model, project and user."""
         try:
+            # Only what is stored is redacted, in a thread: a large message must not stall the
+            # loop. The model that extracts facts gets the redacted turn too.
+            if not prepared:
+                await asyncio.to_thread(prepare_turn, turn)
+            if extract is not None:
+                extraction, model, project, user_id = extract
+                facts = await extraction.facts_for(model, turn, scope, project, user_id)
+                if facts:
+                    await extraction.store(backend, scope, turn, facts, model)
+                    return
             await backend.add(scope, turn)
         except Exception as exc:
             self.failed_stores += 1
             log.warning("memory store failed for scope %r: %s", scope, _short_reason(exc))
+        finally:
+            if extract is not None:
+                extract[0].release()
 
     # -- skip counters ----------------------------------------------------------------------
 

@@ -32,10 +32,13 @@ def format_turn(user: str, assistant: str, limit: int = MAX_PART_CHARS, note: st
 def unlabeled(
     user: str, assistant: str, note: str = "", limit: int = MAX_PART_CHARS
 ) -> tuple[str, list[int]]:
-    """The parts, clipped and joined by newlines, and each part's length."""
+    """The parts, clipped and joined by newlines, and each part's length. A statement with
+    no answer and no note (a fact drawn from a turn) is one part, shown as it is."""
     parts = [_clip(user, limit), _clip(assistant, limit)]
     if note.strip():
         parts.append(_clip(note, limit))
+    elif not parts[1]:
+        parts.pop()
     return _SEP.join(parts), [len(p) for p in parts]
 
 
