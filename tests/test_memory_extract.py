@@ -303,8 +303,11 @@ async def test_the_answer_never_waits_for_extraction_and_the_queue_is_bounded(
         await _tool_loop(gw, fake, "alpha", drain=False)  # its answer came back meanwhile
         await until(lambda: _extraction_calls(fake), what="the extraction call")
         await _tool_loop(gw, fake, "beta", drain=False)  # the queue is full: stored as it is
+        extraction = memory.extraction
+        assert extraction is not None
+        # The capture thread hands beta's turn over a moment after its answer.
+        await until(lambda: extraction.skipped == 1, what="beta's turn past the full queue")
         await until(lambda: memory.pending == 1, what="beta's turn stored")
-        assert memory.extraction is not None and memory.extraction.skipped == 1
         assert len(await _stored(gw, "beta")) == 1
         assert await _stored(gw, "alpha") == []  # waiting for its facts
         fake.behaviour.marked_gate.set()
