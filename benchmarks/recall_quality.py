@@ -5,7 +5,8 @@ asked in new conversations. A lexical or paraphrase question is a hit when a mem
 (the first telling or its update) is among the top k; an update question is a hit when the
 update is among the top k and the older value is not ranked above it.
 Modes: `lexical` (FTS5 BM25 alone, what the CLI does) and `hybrid` (with the embedding model).
-Usage: python benchmarks/recall_quality.py [--k 5] [--modes lexical,hybrid]
+Usage: python benchmarks/recall_quality.py [--k 5] [--modes lexical,hybrid] [--shortlist-share 0.03]
+(--shortlist-share: the vector shortlist as the share of the store it is at 100k memories.)
 """
 
 from __future__ import annotations
@@ -61,7 +62,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--modes", default="lexical,hybrid")
     parser.add_argument("--store", type=Path, help="keep the store here (default: temporary)")
+    parser.add_argument(
+        "--shortlist-share",
+        type=float,
+        help="vector shortlist as this share of the store, with no floor (as at 100k memories)",
+    )
     args = parser.parse_args()
+    if args.shortlist_share is not None:
+        from memproxy_cli.memory import scope_vectors
+
+        scope_vectors.SHORTLIST_MIN = 0
+        scope_vectors.SHORTLIST_SHARE = args.shortlist_share
     tale = story()
     print(f"{len(tale.turns)} turns, {len(FACTS)} facts, {len(tale.updated)} updated; k={args.k}")
     for mode in args.modes.split(","):
