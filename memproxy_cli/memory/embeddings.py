@@ -78,7 +78,7 @@ class MiniLM:
     """One loaded model; `encode` is thread-safe (it only reads the weights)."""
 
     def __init__(self, directory: Path | None = None, verify: bool = True) -> None:
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
         from tokenizers import Tokenizer
 
         directory = directory or model_dir()
@@ -87,18 +87,19 @@ class MiniLM:
             raise ModelUnavailable(f"no model.safetensors in {directory}")
         if verify and _sha256(weights) != MODEL_SHA256:
             raise ModelUnavailable(f"{weights} is not all-MiniLM-L6-v2 (sha256 differs)")
-        raw = load_file(str(weights))
         self._w: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name:
-                value = np.ascontiguousarray(value.T)  # x @ W for (in, out)
-            if name == _WORD_EMBEDDINGS:  # 30,522 rows, a few read per text: half the size
-                self._w[name] = value.astype(np.float16)
-            else:
-                self._w[name] = (
-                    value if value.dtype == np.int64 else value.astype(np.float32, copy=False)
-                )
-        del raw
+        with safe_open(str(weights), framework="numpy") as f:  # one tensor at a time in memory
+            for name in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                value = f.get_tensor(name)
+                if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name:
+                    value = np.ascontiguousarray(value.T)  # x @ W for (in, out)
+                if name == _WORD_EMBEDDINGS:  # 30,522 rows, a few read per text: half the size
+                    self._w[name] = value.astype(np.float16)
+                elif value.dtype == np.int64:
+                    self._w[name] = value
+                else:
+                    self._w[name] = value.astype(np.float32, copy=False)
+                del value
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
