@@ -4,9 +4,11 @@ Fills a temporary store with deterministic, varied turns, then times natural-lan
 through the async API the gateway uses (executor hop included). Prints p50/p99 per size.
 With --hybrid, every memory also gets a vector (random unit vectors: embedding 100k turns with
 the model takes an hour of CPU, and search cost does not depend on the values), the model is
-loaded, and the figures are CPU time per call on the calling thread (the machine is shared):
-the search itself with the question's vector already computed, the question's embedding
-alone, and the process's RSS with the model and every vector loaded.
+loaded, and the figures are CPU time per call on a reader thread (the machine is shared): a
+whole recall of a question never asked before (its embedding included), the same question
+again (its vector kept), then each stage apart (embedding, full text, vector candidates, rows
+and exact cosines; the rest of a recall is fusion and newest-wins), and the process's RSS
+with the model and every vector loaded.
 Usage: python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--queries 300] [--hybrid]
 """
 
@@ -18,10 +20,14 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from memproxy_cli.memory.backend import Turn
 from memproxy_cli.memory.local import LocalMemoryBackend
+
+T = TypeVar("T")
 
 SUBJECTS = (
     "the database",
@@ -176,9 +182,66 @@ def percentiles(times: list[float]) -> str:
     return f"p50 {statistics.median(ordered):6.2f} ms  p99 {p99:6.2f} ms"
 
 
-def hybrid(size: int, queries: int) -> None:
-    import psutil
+def rss_mb() -> float:
+    """The process's resident set now (anonymous and file-backed pages), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
+
+def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """`fn(*args)` and its CPU ms on this thread."""
+    t0 = time.thread_time()
+    result = fn(*args)
+    return result, (time.thread_time() - t0) * 1000
+
+
+def recall_figures(store: LocalMemoryBackend, queries: int) -> dict[str, list[float]]:
+    """CPU ms per recall and per stage, on a reader thread with its own connection, as the
+    gateway's recall runs (the executor hop itself is not counted)."""
+    import json
+
+    from memproxy_cli.memory import local_search
+    from memproxy_cli.memory.fts_query import query_terms
+
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, ms: float) -> None:
+        figures.setdefault(name, []).append(ms)
+
+    def run() -> None:
+        conn = store._connection(reader=True)
+        index, search, model = store._index, store._search, store._model
+        assert index is not None and model is not None
+        for q in QUESTIONS:
+            store.search_sync("bench", q, 5)  # warm: pages, term counts; these are now kept
+        for i in range(queries):
+            question = f"{QUESTIONS[i % len(QUESTIONS)]} ({i})"  # never asked before
+            add("recall, new question", timed(store.search_sync, "bench", question, 5)[1])
+            add("recall, question asked again", timed(store.search_sync, "bench", question, 5)[1])
+            vector, ms = timed(model.encode_query, f"{question}.")
+            add("  embed the question", ms)
+            conn.execute("BEGIN")
+            try:
+                terms = query_terms(question)
+                lexical, ms = timed(search._lexical, conn, "bench", terms)
+                add("  full text (FTS5 BM25)", ms)
+                dense, ms = timed(index.top, "bench", vector, local_search.CANDIDATES)
+                add("  vector candidates", ms)
+                wanted = json.dumps(sorted(set(lexical) | set(dense or {})))
+                t0 = time.thread_time()
+                found = conn.execute(local_search._ROWS_SQL, (wanted, "bench")).fetchall()
+                local_search.exact_cosines(found, vector, dict(dense or {}))
+                add("  rows + exact cosines", (time.thread_time() - t0) * 1000)
+            finally:
+                conn.execute("ROLLBACK")
+
+    store._reader.submit(run).result()
+    return figures
+
+
+def hybrid(size: int, queries: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "memory.sqlite3"
         sync_store = LocalMemoryBackend(path)
@@ -189,23 +252,16 @@ def hybrid(size: int, queries: int) -> None:
         try:
             store.wait_embedded_sync()
             store.wait_vectors_loaded_sync("bench")
-            for q in QUESTIONS:
-                store.search_sync("bench", q, 5)  # vectors of the questions are kept
-            search, embed = [], []
-            for i in range(queries):
-                t0 = time.thread_time()
-                store.search_sync("bench", QUESTIONS[i % len(QUESTIONS)], 5)
-                search.append((time.thread_time() - t0) * 1000)
-                t0 = time.thread_time()
-                store._query_vector(f"{QUESTIONS[i % len(QUESTIONS)]} ({i})")
-                embed.append((time.thread_time() - t0) * 1000)
-            rss = psutil.Process().memory_info().rss / 2**20
+            figures = recall_figures(store, queries)
+            rss = rss_mb()
         finally:
             store.shutdown_sync()
     print(
-        f"{size:>7} memories  search CPU {percentiles(search)}  question embedding CPU "
-        f"{percentiles(embed)}  RSS {rss:.0f} MB"
+        f"{size:>7} memories in the project (+10% in another), {queries} questions, CPU per call:"
     )
+    for name, times in figures.items():
+        print(f"    {name:32} {percentiles(times)}")
+    print(f"    RSS with the model and the project's vectors loaded: {rss:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ Modes: `lexical` (FTS5 BM25 alone, what the CLI does) and `hybrid` (with the emb
 With `--extract-model M`, also `extract`: every turn distilled into facts by the model M of your
 config (a real model: each turn is one call, the project's spend), recalled as the daemon does
 (facts instead of the turns they came from); a fact is a hit for the turn it was drawn from.
-Usage: python benchmarks/recall_quality.py [--k 5] [--modes lexical,hybrid]
+Usage: python benchmarks/recall_quality.py [--k 5] [--modes lexical,hybrid] [--shortlist-share 0.03]
        python benchmarks/recall_quality.py --extract-model gpt-4o-mini [--config F]
            [--facts-file facts.json] [--chatter 1500]
+(--shortlist-share: the vector shortlist as the share of the store it is at 100k memories.)
 """
 
 from __future__ import annotations
@@ -124,7 +125,17 @@ def main() -> None:
     parser.add_argument("--config", help="the config that names the model (default: yours)")
     parser.add_argument("--facts-file", type=Path, help="keep the model's facts here")
     parser.add_argument("--concurrency", type=int, default=4, help="extraction calls at once")
+    parser.add_argument(
+        "--shortlist-share",
+        type=float,
+        help="vector shortlist as this share of the store, with no floor (as at 100k memories)",
+    )
     args = parser.parse_args()
+    if args.shortlist_share is not None:
+        from memproxy_cli.memory import scope_vectors
+
+        scope_vectors.SHORTLIST_MIN = 0
+        scope_vectors.SHORTLIST_SHARE = args.shortlist_share
     tale = story(chatter=args.chatter)
     print(f"{len(tale.turns)} turns, {len(FACTS)} facts, {len(tale.updated)} updated; k={args.k}")
     modes = args.modes.split(",") + (["extract"] if args.extract_model else [])

@@ -117,7 +117,7 @@ def test_migrations_stop_where_asked(tmp_path: Path) -> None:
         assert migrate(conn, upto="m001_initial") == ["m001_initial"]
         columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
         assert "embedding" not in columns
-        assert migrate(conn) == ["m002_turn_parts_and_vectors"]
+        assert migrate(conn) == ["m002_turn_parts_and_vectors", "m003_unlabeled_text"]
     finally:
         conn.close()
 
@@ -141,5 +141,34 @@ async def test_outdated_index_is_rebuilt_by_the_first_writer(tmp_path: Path) -> 
         assert [m.id for m in await store.search("p", "postgres", 5)] == ["m0"]
         assert [m.id for m in await store.search("p", "redis", 5)] == ["m1"]
         assert len(await store.search("p", "terraform deploys", 5)) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_released_store_no_longer_indexes_the_labels(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite3"
+    labeled = "User: the useful helper runs Kafka\nAssistant: noted, Kafka it is"
+    released_store(path, [labeled, "User: we deploy on Fridays\nAssistant: ok", "free text"])
+    before = query(path, "SELECT rowid FROM memories_fts WHERE memories_fts MATCH 'user'")
+    assert len(before) == 2  # the labels were indexed
+    store = LocalMemoryBackend(path)
+    try:
+        assert await store.search("p", "user", 5) == []
+        assert await store.search("p", "assistant", 5) == []
+        assert [m.id for m in await store.search("p", "useful", 5)] == ["m0"]
+        assert [m.id for m in await store.search("p", "fridays", 5)] == ["m1"]
+        rows = query(path, "SELECT text FROM memories ORDER BY rowid")
+        assert rows == [
+            ("the useful helper runs Kafka\nnoted, Kafka it is",),
+            ("we deploy on Fridays\nok",),
+            ("free text",),
+        ]
+        matched = "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?"
+        for word in ("user", "assistant"):
+            assert query(path, matched.replace("?", f"'{word}'")) == [(0,)]
+        shown = [m.text for m in await store.export("p")]
+        assert shown == [labeled, "User: we deploy on Fridays\nAssistant: ok", "free text"]
+        recalled = await store.search("p", "kafka", 5)
+        assert recalled[0].text.startswith("User: the useful helper runs Kafka")
     finally:
         await store.close()

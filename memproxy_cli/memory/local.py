@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,8 +37,10 @@ T = TypeVar("T")
 log = logging.getLogger("memproxy.memory")
 
 READERS = 2  # searches in parallel (SQLite releases the GIL while it steps)
+READER_CACHE_KIB = 4096
 EMBED_BATCH = 32
 QUERY_VECTORS_KEPT = 256
+LOAD_CHUNK = 1024  # vectors read at a time when a scope's codes load
 
 _LIST_SQL = """
 SELECT m.id, m.scope, m.text, m.created_at, m.metadata FROM memories AS m WHERE m.scope = ?
@@ -130,6 +132,8 @@ class LocalMemoryBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if reader:  # a recall's ranked matches and their rows stay cached: 4 MiB, not 2
+                conn.execute(f"PRAGMA cache_size={-READER_CACHE_KIB}")
             migrate(conn)
             if not reader:
                 self._rebuild_outdated_index(conn)
@@ -174,23 +178,38 @@ class LocalMemoryBackend:
         """The embedder thread: load the model, then embed what has no vector, when woken."""
         try:
             from memproxy_cli.memory.embeddings import MiniLM
-            from memproxy_cli.memory.scope_vectors import LOAD_SQL, ScopeVectors
+            from memproxy_cli.memory.scope_vectors import (
+                COUNT_SQL,
+                LOAD_SQL,
+                ScopeVectors,
+                release_free_memory,
+            )
 
             model = MiniLM()
+            release_free_memory()  # the weights as read, before they were transposed
         except Exception as exc:
             log.warning("memory: embedding model unavailable, recall is lexical only: %s", exc)
             return
         assert self._embedder_pool is not None
         loader = self._embedder_pool
 
-        def load(scope: str) -> tuple[int, list[tuple[int, bytes]]]:
+        def load(scope: str) -> tuple[int, int, Iterator[list[tuple[int, bytes]]]]:
             conn = self._connection(reader=True)
-            conn.execute("BEGIN")
-            try:
-                changes = int(conn.execute(CHANGES_SQL).fetchone()[0])
-                return changes, conn.execute(LOAD_SQL, (scope,)).fetchall()
-            finally:
+            if conn.in_transaction:  # a load that failed before reading its rows
                 conn.execute("ROLLBACK")
+            conn.execute("BEGIN")
+            changes = int(conn.execute(CHANGES_SQL).fetchone()[0])
+            count = int(conn.execute(COUNT_SQL, (scope,)).fetchone()[0])
+
+            def chunks() -> Iterator[list[tuple[int, bytes]]]:
+                try:
+                    cursor = conn.execute(LOAD_SQL, (scope,))
+                    while rows := cursor.fetchmany(LOAD_CHUNK):
+                        yield rows
+                finally:
+                    conn.execute("ROLLBACK")
+
+            return changes, count, chunks()
 
         self._index = ScopeVectors(loader, load)
         self._model = model
@@ -234,17 +253,23 @@ class LocalMemoryBackend:
         conn.execute("COMMIT")
 
     def _query_vector(self, query: str) -> Vectors | None:
+        """The question's vector; the last `QUERY_VECTORS_KEPT` are kept by their normalized
+        text (the model is uncased and splits on whitespace: the same vector), so a question
+        asked again, or resent by a retrying client, is not embedded again."""
         model = self._model
         if model is None:
             return None
+        key = " ".join(query.split()).lower()
         with self._lock:
-            kept = self._query_vectors.get(query)
-        if kept is None:
-            kept = model.encode([query])[0]
-            with self._lock:
-                self._query_vectors[query] = kept
-                while len(self._query_vectors) > QUERY_VECTORS_KEPT:
-                    self._query_vectors.popitem(last=False)
+            kept = self._query_vectors.get(key)
+            if kept is not None:
+                self._query_vectors.move_to_end(key)
+                return kept
+        kept = model.encode_query(query)
+        with self._lock:
+            self._query_vectors[key] = kept
+            while len(self._query_vectors) > QUERY_VECTORS_KEPT:
+                self._query_vectors.popitem(last=False)
         return kept
 
     # -- synchronous operations (executor threads, the CLI) --------------------------------

@@ -88,6 +88,16 @@ UPDATE memories SET
 WHERE text LIKE 'User: %' AND instr(text, char(10) || 'Assistant: ') > 0;
 CREATE INDEX memories_unembedded ON memories (rowid) WHERE embedding IS NULL;
 """
+# Rows from before m002 still index "User: " and "Assistant: " (a search for `use` or `assist`
+# matched every one): keep the parts only, with their lengths for showing the labels again.
+_M003 = """
+UPDATE memories SET
+    text = user_text || char(10) || assistant_text,
+    metadata = json_set(metadata, '$.parts',
+        json_array(length(user_text), length(assistant_text)))
+WHERE user_text IS NOT NULL AND assistant_text IS NOT NULL
+    AND text = 'User: ' || user_text || char(10) || 'Assistant: ' || assistant_text;
+"""
 
 
 def m001_initial(conn: sqlite3.Connection) -> None:
@@ -103,8 +113,17 @@ def m002_turn_parts_and_vectors(conn: sqlite3.Connection) -> None:
     _script(conn, _M002)
 
 
+def m003_unlabeled_text(conn: sqlite3.Connection) -> None:
+    """The labels out of the text index for rows an earlier release stored labeled."""
+    _script(conn, _M003)
+
+
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_turn_parts_and_vectors)
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial,
+    m002_turn_parts_and_vectors,
+    m003_unlabeled_text,
+)
 
 
 def _script(conn: sqlite3.Connection, script: str) -> None:

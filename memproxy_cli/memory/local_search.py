@@ -1,8 +1,9 @@
-"""Recall from the local store: FTS5 BM25 and exact vector search, fused dense-first.
+"""Recall from the local store: FTS5 BM25 and vector search, fused dense-first.
 
 Candidates are the best `CANDIDATES` of each list within the scope: FTS5's bm25() over the query
-terms (OR of prefixes), and the cosine of the query's embedding with every embedded memory of
-the scope (scope_vectors.py). Each candidate scores
+terms (OR of prefixes), and the nearest embedded memories of the scope to the query's embedding
+(scope_vectors.py, compressed codes). Each candidate scores, with the exact cosine of its stored
+float32 vector,
 
     cosine + LEXICAL_WEIGHT * coverage + FRESHNESS_WEIGHT * freshness
 
@@ -45,11 +46,12 @@ if TYPE_CHECKING:
     from memproxy_cli.memory.scope_vectors import ScopeVectors
 
 CANDIDATES = 50
-# Most full-text matches ranked per recall: BM25 scores every match it ranks, and a word found
-# in most of a 100k-memory project (`"use"*`) would cost 200 ms. Terms are taken rarest first
-# while their matches fit (the rarest is always kept); past the budget only the scope's newest
-# matches are ranked, which freshness favours anyway.
+# A word found in most of a 100k-memory project (`"use"*`) would have BM25 score every memory
+# (200 ms). Terms are taken rarest first while their matches fit `MATCH_BUDGET` (the rarest is
+# always kept), and only the scope's newest `RANK_WINDOW` matches are ranked, which freshness
+# favours anyway (each ranked match costs about 1.5 us).
 MATCH_BUDGET = 400
+RANK_WINDOW = MATCH_BUDGET
 TERM_COUNT_TTL_S = 30.0
 _MAX_TERM_COUNTS = 4096
 LEXICAL_WEIGHT = 0.25
@@ -61,21 +63,22 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 Row = tuple[Any, ...]  # id, scope, text, created_at, metadata (as in memories)
 
-# CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows).
+# CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows); the
+# inner query walks the matches newest first and stops after the window, so bm25() is computed
+# for at most `RANK_WINDOW` rows.
 _LEXICAL_SQL = """
-SELECT memories_fts.rowid, bm25(memories_fts) AS score
-FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND m.scope = ? ORDER BY score LIMIT ?
+SELECT rowid, score FROM (
+    SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score
+    FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+    WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
+) ORDER BY score LIMIT ?
 """
 _COUNT_SQL = (
     "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 )
-_FLOOR_SQL = """
-SELECT memories_fts.rowid FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
-WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT 1 OFFSET ?
-"""
 _ROWS_SQL = """
-SELECT m.rowid, m.id, m.scope, m.text, m.created_at, m.metadata, m.user_text, m.assistant_text
+SELECT m.rowid, m.id, m.scope, m.text, m.created_at, m.metadata, m.user_text, m.assistant_text,
+    m.embedding
 FROM json_each(?) AS j CROSS JOIN memories AS m ON m.rowid = j.value WHERE m.scope = ?
 """
 
@@ -100,12 +103,12 @@ def coverage(terms: Sequence[str], text: str) -> float:
     """The share of `terms` found in `text` (prefix match, as the full-text query does)."""
     if not terms:
         return 0.0
-    words = set(_WORD.findall(text.lower()))
+    words = _WORD.findall(text.lower())
+    exact = set(words)
+    starts = " " + " ".join(words)  # " term" in it: a word starts with term
     found = 0
     for term in terms:
-        if term in words or (
-            len(term) >= MIN_PREFIX_LEN and any(w.startswith(term) for w in words)
-        ):
+        if term in exact or (len(term) >= MIN_PREFIX_LEN and " " + term in starts):
             found += 1
     return found / len(terms)
 
@@ -134,31 +137,48 @@ def _similarities(order: list[_Candidate], vectors: dict[int, Any]) -> Any:
     return stacked @ stacked.T
 
 
+def exact_cosines(rows: list[Row], query: Vectors, dense: dict[int, float]) -> dict[int, Any]:
+    """The stored float32 vector of each row that has one (`row[0]` rowid, `row[8]` the
+    embedding), and its exact cosine with `query` into `dense` (the index's is approximate)."""
+    import numpy as np  # only with a query vector: the daemon, never a CLI command
+
+    vectors: dict[int, Any] = {}
+    for row in rows:
+        if row[8] is not None:
+            vector = np.frombuffer(row[8], dtype=np.float32)
+            vectors[int(row[0])] = vector
+            dense[int(row[0])] = float(vector @ query)
+    return vectors
+
+
 def newest_wins(candidates: list[_Candidate], vectors: dict[int, Any]) -> list[_Candidate]:
-    """One candidate per subject: the newest, at the best score of its group, best first."""
+    """One candidate per subject: the newest, at the best score of its group, best first.
+
+    Each candidate, newest first, joins the first group whose newest member has the same
+    statement words or a cosine of at least `SAME_SUBJECT` with it (a candidate without a
+    vector joins by its words only), else starts a group."""
     by_age = sorted(candidates, key=lambda c: (c.row[3], c.rowid), reverse=True)
-    sims = _similarities(by_age, vectors)
-    groups: list[int] = []  # positions in by_age of each group's newest member
-    keys: list[str] = []
+    sims = _similarities(by_age, vectors)  # a missing vector is zeros: never close
+    close: list[list[bool]] | None = None if sims is None else (sims >= SAME_SUBJECT).tolist()
+    heads: list[int] = []  # positions in by_age of each group's newest member
+    group_of_key: dict[str, int] = {}  # the first group whose newest member has these words
     for i, cand in enumerate(by_age):
         key = _statement_key(cand.user)
-        joined = False
-        for g, head in enumerate(groups):
-            same = key == keys[g] or (
-                sims is not None
-                and cand.row[3] != by_age[head].row[3]  # facts of one turn update none
-                and cand.rowid in vectors
-                and by_age[head].rowid in vectors
-                and float(sims[i, head]) >= SAME_SUBJECT
-            )
-            if same:
-                by_age[head].score = max(by_age[head].score, cand.score)
-                joined = True
-                break
-        if not joined:
-            groups.append(i)
-            keys.append(key)
-    return sorted((by_age[g] for g in groups), key=lambda c: c.score, reverse=True)
+        joined = group_of_key.get(key)
+        if close is not None:
+            row = close[i]
+            for g in range(len(heads) if joined is None else joined):
+                # Facts drawn from one turn share its time: they never update one another.
+                if row[heads[g]] and cand.row[3] != by_age[heads[g]].row[3]:
+                    joined = g
+                    break
+        if joined is None:
+            group_of_key.setdefault(key, len(heads))
+            heads.append(i)
+        else:
+            head = by_age[heads[joined]]
+            head.score = max(head.score, cand.score)
+    return sorted((by_age[g] for g in heads), key=lambda c: c.score, reverse=True)
 
 
 class LocalSearch:
@@ -182,7 +202,7 @@ class LocalSearch:
         return int(hits)
 
     def _lexical(self, conn: sqlite3.Connection, scope: str, terms: list[str]) -> dict[int, float]:
-        """The best `CANDIDATES` by BM25 among the newest `MATCH_BUDGET` matches of the
+        """The best `CANDIDATES` by BM25 among the scope's newest `RANK_WINDOW` matches of the
         rarest terms."""
         counted = sorted((self._term_hits(conn, t), t) for t in terms)
         chosen: list[str] = []
@@ -195,11 +215,7 @@ class LocalSearch:
         expression = match_expression(chosen)
         if expression is None:
             return {}
-        floor = 0
-        if total > MATCH_BUDGET:
-            row = conn.execute(_FLOOR_SQL, (expression, scope, MATCH_BUDGET - 1)).fetchone()
-            floor = row[0] if row else 0
-        found = conn.execute(_LEXICAL_SQL, (expression, floor, scope, CANDIDATES)).fetchall()
+        found = conn.execute(_LEXICAL_SQL, (expression, scope, RANK_WINDOW, CANDIDATES))
         return dict(found)
 
     def search(
@@ -220,17 +236,15 @@ class LocalSearch:
             return []
         lexical = self._lexical(conn, scope, terms)
         dense: dict[int, float] = {}
-        vectors: dict[int, Any] = {}
         if index is not None and query_vector is not None:
             dense = index.top(scope, query_vector, CANDIDATES) or {}
-            vectors = index.vectors_of(scope, sorted(set(lexical) | set(dense)))
-            for rowid in lexical:
-                if rowid not in dense and rowid in vectors:
-                    dense[rowid] = float(vectors[rowid] @ query_vector)
         wanted = set(lexical) | set(dense)
         if not wanted:
             return []
         rows = conn.execute(_ROWS_SQL, (json.dumps(sorted(wanted)), scope)).fetchall()
+        vectors: dict[int, Any] = {}
+        if query_vector is not None:
+            vectors = exact_cosines(rows, query_vector, dense)
         return rank(rows, terms, lexical, dense, vectors, now, self.half_life_days, k)
 
 

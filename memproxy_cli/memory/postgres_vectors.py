@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from memproxy_cli.memory.embeddings import DIM, Vectors
-from memproxy_cli.memory.scope_vectors import _Matrix
 
 _CHANGES_SQL = "SELECT changes FROM memproxy_memory_changes WHERE id = 1"
 _STATE_SQL = """
@@ -27,6 +28,34 @@ _SINCE_SQL = """
 SELECT seq, embedding, embedded_seq FROM memproxy_memories
 WHERE scope = %s AND embedded_seq > %s ORDER BY embedded_seq
 """
+
+
+@dataclass
+class _Matrix:
+    """A scope's float32 vectors, grown by doubling; each rowid once."""
+
+    vectors: Vectors = field(default_factory=lambda: np.zeros((64, DIM), dtype=np.float32))
+    rowids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(64, dtype=np.int64))
+    size: int = 0
+    position: dict[int, int] = field(default_factory=dict)
+
+    def append(self, rowids: Sequence[int], vectors: Vectors) -> None:
+        fresh = [i for i, r in enumerate(rowids) if r not in self.position]
+        if not fresh:
+            return
+        need = self.size + len(fresh)
+        if need > len(self.rowids):
+            capacity = max(need, 2 * len(self.rowids))
+            grown = np.zeros((capacity, DIM), dtype=np.float32)
+            grown[: self.size] = self.vectors[: self.size]
+            ids = np.zeros(capacity, dtype=np.int64)
+            ids[: self.size] = self.rowids[: self.size]
+            self.vectors, self.rowids = grown, ids
+        for i in fresh:
+            self.position[rowids[i]] = self.size
+            self.rowids[self.size] = rowids[i]
+            self.vectors[self.size] = vectors[i]
+            self.size += 1
 
 
 class _Kept:
