@@ -19,12 +19,14 @@ from memproxy_cli.daemon.logs import (
     FLUSH_INTERVAL_S,
     config_secrets,
     flush_logs,
+    log_fields,
     register_secrets,
     setup_logging,
 )
 from memproxy_cli.gateway.app import apply_config, build_app, seed_budgets
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
+from memproxy_cli.gateway.proxy import use_log_writer
 from memproxy_cli.gateway.resources import BUDGETS, LITELLM
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.paths import Paths, get_paths, open_private
@@ -46,6 +48,7 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
         print(f"memproxy: cannot open the log file {paths.daemon_log}: {exc.strerror}", flush=True)
         return 1
     register_secrets(config_secrets(config.model_dump()))
+    use_log_writer(log_fields)  # the request line, without a LogRecord
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         import uvloop
