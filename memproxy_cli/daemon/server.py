@@ -32,6 +32,7 @@ from memproxy_cli.gateway.state import STATE
 from memproxy_cli.paths import Paths, get_paths, open_private
 
 log = logging.getLogger("memproxy.daemon")
+GC_THRESHOLDS = (20_000, 20, 100)
 
 
 def run_foreground(config: Config, config_file: str | None, to_stderr: bool = False) -> int:
@@ -136,6 +137,10 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     # Start-up objects live for the whole run: keep full GC passes from walking them (pauses).
     gc.collect()
     gc.freeze()
+    # A request allocates a few thousand objects, most freed by reference counting; at the
+    # default 700 the young generation was collected every few requests, each pass walking
+    # every in-flight request's objects: 0.03-0.07 ms of CPU a call at concurrency 16.
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info("serving", extra={"url": url, "pid": os.getpid(), "version": __version__})
     flusher = loop.create_task(_flush_logs_every(FLUSH_INTERVAL_S))
     await stop.wait()
