@@ -50,6 +50,8 @@ def latency(figures: dict[str, Any], title: str = "1. Added latency, memory off"
                 _ms(g["p99_ms"]),
                 _ms(f["added_p99_ms"]),
                 _ms(g["reported_overhead_p50_ms"]),
+                _ms(f.get("bare_added_p50_ms")),
+                _ms(f.get("bare_added_p99_ms")),
                 str(g["n"]),
             ]
         )
@@ -63,6 +65,8 @@ def latency(figures: dict[str, Any], title: str = "1. Added latency, memory off"
             "gateway p99",
             "added p99",
             "x-overhead p50",
+            "bare added p50",
+            "bare added p99",
             "n",
         ],
         rows,

@@ -271,15 +271,7 @@ async def run(
             if with_baseline:
                 await baseline(root, servers, plan, results)
                 results["up"] = up_times(root, fake.base, plan.up_repeats)
-            if 3 in sections:
-                results["memory"] = []
-                for size in plan.sizes:
-                    results["memory"].append(await with_memory(root, servers, plan, size))
-                report.memory(results["memory"])
-            if with_baseline:
-                report.daemon(results["daemon"], results["up"])
-                report.cli(results["cli"])
-            if peer_name is not None:
+            if peer_name is not None:  # before section 3, whose start-up work may time out
                 direct = Target(chat_url(fake.base), load.headers_for(None))
                 results["peer"] = await peer.measure(
                     root,
@@ -290,6 +282,15 @@ async def run(
                     plan.throughput_s,
                     plan.peer_starts,
                 )
+            if 3 in sections:
+                results["memory"] = []
+                for size in plan.sizes:
+                    results["memory"].append(await with_memory(root, servers, plan, size))
+                report.memory(results["memory"])
+            if with_baseline:
+                report.daemon(results["daemon"], results["up"])
+                report.cli(results["cli"])
+            if "peer" in results:
                 report.peer(results)
     finally:
         bare.close()
