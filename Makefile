@@ -29,7 +29,7 @@ lock-check: setup
 	scripts/check-lock
 
 bench: setup
-	$(VENV)/python benchmarks/run.py
+	$(VENV)/python benchmarks/run.py --peer litellm
 	$(VENV)/python benchmarks/capture.py
 
 # 30 minutes of mixed load on the real daemon: RSS, lost rows, leaked sockets.

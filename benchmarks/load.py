@@ -112,10 +112,19 @@ async def sequential_pair(
     direct: Target, gateway: Target, stream: bool, n: int, warmup: int, block: int = 50
 ) -> tuple[Latency, Latency]:
     """Sequential calls to both targets in alternating blocks, so drifting load hits both alike."""
+    d, g = await sequential_blocks((direct, gateway), stream, n, warmup, block)
+    return d, g
+
+
+async def sequential_blocks(
+    targets: Sequence[Target], stream: bool, n: int, warmup: int, block: int = 50
+) -> list[Latency]:
+    """`n` sequential calls to each target, taking turns in blocks of `block` calls."""
     pool = bodies(stream)
-    results = (Latency([], []), Latency([], []))
-    async with new_session(1) as d_session, new_session(1) as g_session:
-        pairs = ((d_session, direct, results[0]), (g_session, gateway, results[1]))
+    results = [Latency([], []) for _ in targets]
+    sessions = [new_session(1) for _ in targets]
+    try:
+        pairs = list(zip(sessions, targets, results, strict=True))
         for session, target, _ in pairs:
             for i in range(warmup):
                 await one_call(session, target, pool[i % len(pool)], stream)
@@ -126,6 +135,9 @@ async def sequential_pair(
                     latency.samples_ms.append(ms)
                     if reported is not None:
                         latency.overhead_ms.append(reported)
+    finally:
+        for session in sessions:
+            await session.close()
     return results
 
 

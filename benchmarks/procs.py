@@ -46,6 +46,9 @@ class ScriptServer:
         times = self.process.cpu_times()
         return float(times.user + times.system)
 
+    def rss_mb(self) -> float:
+        return round(float(self.process.memory_info().rss) / (1024 * 1024), 1)
+
     def close(self) -> None:
         self.proc.terminate()
         try:

@@ -50,6 +50,8 @@ def latency(figures: dict[str, Any], title: str = "1. Added latency, memory off"
                 _ms(g["p99_ms"]),
                 _ms(f["added_p99_ms"]),
                 _ms(g["reported_overhead_p50_ms"]),
+                _ms(f.get("bare_added_p50_ms")),
+                _ms(f.get("bare_added_p99_ms")),
                 str(g["n"]),
             ]
         )
@@ -63,6 +65,8 @@ def latency(figures: dict[str, Any], title: str = "1. Added latency, memory off"
             "gateway p99",
             "added p99",
             "x-overhead p50",
+            "bare added p50",
+            "bare added p99",
             "n",
         ],
         rows,
@@ -180,3 +184,84 @@ def cli(figures: list[dict[str, Any]]) -> None:
         print("FAIL: a CLI command imported litellm")
     else:
         print("no CLI command imported litellm")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b <= 0:
+        return "-"
+    r = a / b
+    return f"{r:.1f}x" if r >= 1 else f"{r:.2g}x"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def peer(results: dict[str, Any]) -> None:
+    """Section 6: the bare relay, memproxy and the peer gateway side by side, with ratios."""
+    p = results["peer"]
+    print(f"\n== 6. Against {p['name']} {p['version']} ({p['workers']} worker, no database) ==")
+    print("same fake upstream and client; the peer's added latency is against direct in its own")
+    print("alternating blocks; ratios: memproxy / bare relay, and peer / memproxy")
+    lat, tput = results.get("latency", {}), results.get("throughput", {})
+    daemon, up, bare = results.get("daemon", {}), results.get("up", {}), results.get("bare", {})
+
+    def latency_row(key: str, what: str) -> list[float | None]:
+        f = lat.get(key, {})
+        peer_value = p["latency"][key][f"added_{what}_ms"]
+        return [f.get(f"bare_added_{what}_ms"), f.get(f"added_{what}_ms"), peer_value]
+
+    def tput_row(key: str, field: str) -> list[float | None]:
+        f = tput.get(key, {})
+        return [
+            f.get(f"bare_{field}"),
+            f.get(f"gateway_{field}"),
+            p["throughput"][key][f"peer_{field}"],
+        ]
+
+    rows: list[tuple[str, list[float | None], str]] = [
+        ("added p50 ms, non-streaming", latency_row("non_stream", "p50"), ".3f"),
+        ("added p99 ms, non-streaming", latency_row("non_stream", "p99"), ".3f"),
+        ("added time to first chunk p50 ms", latency_row("stream_ttft", "p50"), ".3f"),
+        ("added time to first chunk p99 ms", latency_row("stream_ttft", "p99"), ".3f"),
+        ("CPU ms per call, c16", tput_row("c16", "cpu_ms"), ".3f"),
+        ("CPU ms per call, c16 streaming", tput_row("c16_stream", "cpu_ms"), ".3f"),
+        ("req/s, c16", tput_row("c16", "rps"), ".0f"),
+        ("req/s, c16 streaming", tput_row("c16_stream", "rps"), ".0f"),
+        (
+            "RSS MB idle",
+            [bare.get("idle_rss_mb"), daemon.get("idle_rss_mb"), p["idle_rss_mb"]],
+            ".1f",
+        ),
+        (
+            "RSS MB after load",
+            [
+                bare.get("rss_after_load_mb"),
+                daemon.get("rss_after_warmup_mb"),
+                p["rss_after_load_mb"],
+            ],
+            ".1f",
+        ),
+        (
+            "start to first 200, s (median)",
+            [bare.get("start_s"), up.get("median_s"), p["start_median_s"]],
+            ".2f",
+        ),
+    ]
+    _table(
+        ["figure", "bare relay", "memproxy", p["name"], "memproxy/bare", "peer/memproxy"],
+        [
+            [
+                name,
+                *(_num(v, fmt) for v in values),
+                _ratio(values[1], values[0]),
+                _ratio(values[2], values[1]),
+            ]
+            for name, values, fmt in rows
+        ],
+    )
+    shares = ", ".join(
+        f"{key} {f['share'] * 100:.1f}% of direct {f['direct_rps']:.0f}"
+        for key, f in p["throughput"].items()
+    )
+    print(f"{p['name']} throughput: {shares}")

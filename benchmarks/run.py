@@ -3,7 +3,10 @@
 Starts benchmarks/fake_upstream.py in its own process and the real daemon with `memproxy up`
 in a temporary MEMPROXY_HOME, measures from this process with a keep-alive aiohttp client,
 prints one report and optionally writes the figures as JSON.
+With `--peer litellm` it also measures LiteLLM's proxy (benchmarks/peer.py installs it into its
+own venv at the version uv.lock pins, if missing) and prints the figures side by side.
 Usage: python benchmarks/run.py [--quick] [--json FILE] [--sections 3] [--sizes 100000]
+       [--peer litellm]
 (sections 1, 2, 4 and 5 share one daemon run, so choosing any of them runs all four)
 """
 
@@ -25,6 +28,7 @@ from typing import Any, Protocol
 import aiohttp
 import cli_start
 import load
+import peer
 import report
 from bench_recall import fill
 from load import Target
@@ -47,26 +51,38 @@ class Plan:
     sizes: tuple[int, ...]
     up_repeats: int
     cli_repeats: int
+    peer_latency_n: int  # the peer is ~30x slower a call: fewer sequential calls
+    peer_starts: int
 
 
-FULL = Plan(2000, 200, 5.0, 100_000, 32, (1_000, 10_000, 100_000), 5, 10)
-QUICK = Plan(30, 5, 0.3, 400, 8, (300,), 1, 1)
+FULL = Plan(2000, 200, 5.0, 100_000, 32, (1_000, 10_000, 100_000), 5, 10, 1000, 3)
+QUICK = Plan(30, 5, 0.3, 400, 8, (300,), 1, 1, 20, 1)
 
 
 def chat_url(base: str) -> str:
     return f"{base}/v1/chat/completions"
 
 
-async def latency_pair(direct: Target, gateway: Target, plan: Plan) -> dict[str, Any]:
+async def latency_pair(
+    direct: Target, gateway: Target, plan: Plan, bare: Target | None = None
+) -> dict[str, Any]:
+    """Direct, the gateway (and the bare relay) in alternating blocks of sequential calls."""
     out: dict[str, Any] = {}
+    targets = (direct, gateway) if bare is None else (direct, gateway, bare)
     for label, stream in (("non_stream", False), ("stream_ttft", True)):
-        d, g = await load.sequential_pair(direct, gateway, stream, plan.latency_n, plan.warmup)
+        lat = await load.sequential_blocks(targets, stream, plan.latency_n, plan.warmup)
+        d, g = lat[0], lat[1]
         out[label] = {
             "direct": d.summary(),
             "gateway": g.summary(),
             "added_p50_ms": round(g.p50 - d.p50, 3),
             "added_p99_ms": round(g.p99 - d.p99, 3),
         }
+        if bare is not None:
+            b = lat[2]
+            out[label]["bare"] = b.summary()
+            out[label]["bare_added_p50_ms"] = round(b.p50 - d.p50, 3)
+            out[label]["bare_added_p99_ms"] = round(b.p99 - d.p99, 3)
     return out
 
 
@@ -147,6 +163,7 @@ async def soak(daemon: Daemon, gateway: Target, plan: Plan) -> dict[str, Any]:
 class Servers:
     fake: FakeUpstream
     bare: BareRelay
+    bare_start_s: float
 
     def bare_target(self) -> tuple[Target, BareRelay]:
         return Target(chat_url(self.bare.base), load.headers_for(None)), self.bare
@@ -165,7 +182,9 @@ async def baseline(root: Path, servers: Servers, plan: Plan, results: dict[str, 
         }
         direct = Target(chat_url(fake.base), load.headers_for(None))
         gateway = Target(chat_url(daemon.url), load.headers_for(PROJECT))
-        results["latency"] = await latency_pair(direct, gateway, plan)
+        bare_target, bare = servers.bare_target()
+        results["bare"] = {"start_s": round(servers.bare_start_s, 3), "idle_rss_mb": bare.rss_mb()}
+        results["latency"] = await latency_pair(direct, gateway, plan, bare_target)
         report.latency(results["latency"])
         cases = ((16, False), (64, False), (16, True))
         results["throughput"] = await throughput_pair(
@@ -173,6 +192,7 @@ async def baseline(root: Path, servers: Servers, plan: Plan, results: dict[str, 
         )
         report.throughput(results["throughput"])
         results["daemon"]["rss_after_warmup_mb"] = round(daemon.rss_mb(), 1)
+        results["bare"]["rss_after_load_mb"] = bare.rss_mb()
         cpu0 = daemon.cpu_s()
         results["daemon"]["soak"] = await soak(daemon, gateway, plan)
         results["daemon"]["soak"]["daemon_cpu_ms_per_request"] = round(
@@ -230,10 +250,20 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def run(plan: Plan, results: dict[str, Any], sections: frozenset[int]) -> None:
+async def start_bare(upstream: str) -> tuple[BareRelay, float]:
+    """The bare relay and its time from spawn to the first 200 answer."""
+    started = time.monotonic()
+    bare = BareRelay(upstream)
+    await peer.first_200(chat_url(bare.base), started + 60)
+    return bare, time.monotonic() - started
+
+
+async def run(
+    plan: Plan, results: dict[str, Any], sections: frozenset[int], peer_name: str | None
+) -> None:
     fake = FakeUpstream()
-    bare = BareRelay(fake.base)
-    servers = Servers(fake, bare)
+    bare, bare_start_s = await start_bare(fake.base)
+    servers = Servers(fake, bare, bare_start_s)
     try:
         with tempfile.TemporaryDirectory(prefix="memproxy-bench-") as tmp:
             root = Path(tmp)
@@ -241,6 +271,17 @@ async def run(plan: Plan, results: dict[str, Any], sections: frozenset[int]) -> 
             if with_baseline:
                 await baseline(root, servers, plan, results)
                 results["up"] = up_times(root, fake.base, plan.up_repeats)
+            if peer_name is not None:  # before section 3, whose start-up work may time out
+                direct = Target(chat_url(fake.base), load.headers_for(None))
+                results["peer"] = await peer.measure(
+                    root,
+                    fake.base,
+                    direct,
+                    plan.peer_latency_n,
+                    plan.warmup,
+                    plan.throughput_s,
+                    plan.peer_starts,
+                )
             if 3 in sections:
                 results["memory"] = []
                 for size in plan.sizes:
@@ -249,6 +290,8 @@ async def run(plan: Plan, results: dict[str, Any], sections: frozenset[int]) -> 
             if with_baseline:
                 report.daemon(results["daemon"], results["up"])
                 report.cli(results["cli"])
+            if "peer" in results:
+                report.peer(results)
     finally:
         bare.close()
         fake.close()
@@ -278,6 +321,11 @@ def main() -> int:
     parser.add_argument(
         "--sizes", type=sizes_arg, help="memories in the project for section 3 (e.g. 100000)"
     )
+    parser.add_argument(
+        "--peer",
+        choices=("litellm",),
+        help="also measure this gateway (LiteLLM's proxy, installed into its own venv if missing)",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     if args.sizes:
@@ -291,7 +339,7 @@ def main() -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    asyncio.run(run(plan, results, args.sections))
+    asyncio.run(run(plan, results, args.sections, args.peer))
     results["total_s"] = round(time.perf_counter() - started, 1)
     print(f"\ntotal benchmark time: {results['total_s']} s")
     if args.json_file:

@@ -19,17 +19,20 @@ from memproxy_cli.daemon.logs import (
     FLUSH_INTERVAL_S,
     config_secrets,
     flush_logs,
+    log_fields,
     register_secrets,
     setup_logging,
 )
 from memproxy_cli.gateway.app import apply_config, build_app, seed_budgets
 from memproxy_cli.gateway.listeners import ListenerManager
 from memproxy_cli.gateway.protocol import GatewayAppRunner
+from memproxy_cli.gateway.proxy import use_log_writer
 from memproxy_cli.gateway.resources import BUDGETS, LITELLM
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.paths import Paths, get_paths, open_private
 
 log = logging.getLogger("memproxy.daemon")
+GC_THRESHOLDS = (20_000, 20, 100)
 
 
 def run_foreground(config: Config, config_file: str | None, to_stderr: bool = False) -> int:
@@ -46,6 +49,7 @@ def run_foreground(config: Config, config_file: str | None, to_stderr: bool = Fa
         print(f"memproxy: cannot open the log file {paths.daemon_log}: {exc.strerror}", flush=True)
         return 1
     register_secrets(config_secrets(config.model_dump()))
+    use_log_writer(log_fields)  # the request line, without a LogRecord
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         import uvloop
@@ -133,6 +137,10 @@ async def _serve(config: Config, config_file: str | None, paths: Paths) -> int:
     # Start-up objects live for the whole run: keep full GC passes from walking them (pauses).
     gc.collect()
     gc.freeze()
+    # A request allocates a few thousand objects, most freed by reference counting; at the
+    # default 700 the young generation was collected every few requests, each pass walking
+    # every in-flight request's objects: 0.03-0.07 ms of CPU a call at concurrency 16.
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info("serving", extra={"url": url, "pid": os.getpid(), "version": __version__})
     flusher = loop.create_task(_flush_logs_every(FLUSH_INTERVAL_S))
     await stop.wait()

@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memproxy.request")
 Serve = Callable[[Exchange, GatewayState], Awaitable[web.StreamResponse]]
+LogFields = Callable[[logging.Logger, str, dict[str, str | int | float | None]], None]
+
+
+def _info(logger: logging.Logger, msg: str, fields: dict[str, str | int | float | None]) -> None:
+    logger.info(msg, extra=fields)
+
+
+_log_fields: LogFields = _info
+
+
+def use_log_writer(writer: LogFields) -> None:
+    """Write the request line with `writer` (the daemon's: the same line, without a LogRecord)."""
+    global _log_fields
+    _log_fields = writer
 
 
 async def handle(
@@ -272,9 +286,10 @@ def _remember(ex: Exchange) -> None:
 def _log_row(row: RequestRow) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
-    log.info(
+    _log_fields(
+        log,
         "request",
-        extra={
+        {
             "request_id": row.request_id,
             "project": row.project,
             "model": row.model,
