@@ -332,3 +332,16 @@ def openai_body_with(earlier: str, last: str) -> dict[str, Any]:
             {"role": "user", "content": last},
         ],
     }
+
+
+@pytest.mark.parametrize("strategy", ["last_user", "first_user", "all_user", "last_n"])
+def test_the_query_of_a_huge_message_is_its_beginning(strategy: Any) -> None:
+    """A pasted 20 MB log is searched by its first MAX_QUERY_CHARS characters only."""
+    from memproxy_cli.memory.strategies import MAX_QUERY_CHARS
+
+    huge = "the billing service crashed " + "log line " * 2_000_000
+    body = {"messages": [{"role": "user", "content": huge}]}
+    query = build_query(body, strategy)
+    assert len(query) == MAX_QUERY_CHARS and query.startswith("the billing service crashed")
+    human = _build_query(conversation(body), strategy, 3, huge)
+    assert len(human) == MAX_QUERY_CHARS
