@@ -347,7 +347,7 @@ def test_recall_of_a_large_scope_ranks_each_terms_newest_matches_and_every_rare_
         conn = psycopg.connect(libpq_url(postgres_url))
         with conn, conn.cursor() as cur:
             cur.execute("SELECT id, seq FROM memproxy_memories WHERE scope = 'alpha'")
-            seq_of = dict(cur.fetchall())
+            seq_of: dict[str, int] = dict(cur.fetchall())
             found = postgres_text.lexical_candidates(cur, "alpha", ["zebra", "deploy"], 50)
         newest = {seq_of[i] for i in deploys[-5:]}
         assert set(found) == newest | {seq_of[old]}, "the newest 5 deploys and the one zebra"
