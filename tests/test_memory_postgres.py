@@ -324,3 +324,36 @@ def test_the_memory_commands_read_and_forget_team_memories(postgres_url: str) ->
     assert code == 0 and json.loads(out) == {"id": kept, "forgotten": True}
     assert json.loads(invoke("list", "-p", "alpha", "--json")[1]) == []
     assert not paths.local_memory(None).exists(), "no local file is made for team memory"
+
+
+def test_recall_of_a_large_scope_ranks_each_terms_newest_matches_and_every_rare_match(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the window of newest memories, a common word contributes only its newest matches,
+    and a word found only in an old memory is still found (through the GIN index)."""
+    from memproxy_cli.memory import postgres_text
+    from memproxy_cli.memory.backend import Turn
+
+    monkeypatch.setattr(postgres_text, "WINDOW", 20)
+    monkeypatch.setattr(postgres_text, "PER_TERM", 5)
+    store = PostgresMemoryBackend(postgres_url)
+    try:
+        old = store.add_sync("alpha", Turn("The zebra cluster listens on port 7000.", "ok"))
+        deploys = [
+            store.add_sync("alpha", Turn(f"We deploy release {i} on Fridays.", "ok"))
+            for i in range(40)
+        ]
+        store.add_sync("beta", Turn("beta deploys zebra builds too", "ok"))
+        conn = psycopg.connect(libpq_url(postgres_url))
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT id, seq FROM memproxy_memories WHERE scope = 'alpha'")
+            seq_of: dict[str, int] = dict(cur.fetchall())
+            found = postgres_text.lexical_candidates(cur, "alpha", ["zebra", "deploy"], 50)
+        newest = {seq_of[i] for i in deploys[-5:]}
+        assert set(found) == newest | {seq_of[old]}, "the newest 5 deploys and the one zebra"
+        recalled = store.search_sync("alpha", "zebra deploy", 10)
+        assert old in [m.id for m in recalled]
+        assert all(m.scope == "alpha" for m in recalled)
+        assert {m.id for m in store.search_sync("alpha", "deploy releases", 3)} <= set(deploys[-5:])
+    finally:
+        store.close_sync()

@@ -1,11 +1,13 @@
 """Team memory: memories in PostgreSQL (the `database_url` store), shared by every instance.
 
 The text index is PostgreSQL's (a generated `tsvector` with a GIN index, ranked by
-`ts_rank_cd`); the vectors are computed in the gateway (embeddings.py) and stored with the
-turn. With pgvector the server finds a scope's nearest vectors (exactly, by inner product of
-unit vectors: no approximate index); without it the gateway keeps each scope's vectors and
-ranks them itself (postgres_vectors.py). Both lists are fused exactly as in the local store
-(local_search.rank): the same scores, newest wins, duplicates collapsed.
+`ts_rank_cd` over a bounded set of each term's newest matches: postgres_text.py); the vectors
+are computed in the gateway (embeddings.py) and stored with the turn. With pgvector the server
+finds a scope's nearest vectors (exactly, by inner product of unit vectors: no approximate
+index, pgvector before 0.8 cannot filter one by scope without losing matches); without it the
+gateway keeps each scope's vectors and ranks them itself (postgres_vectors.py). Both lists are
+fused exactly as in the local store (local_search.rank): the same scores, newest wins,
+duplicates collapsed.
 
 One writer thread stores turns (an upsert: a repeated turn refreshes its memory, whichever
 instance stored it first); reader threads recall, each statement of a recall in one read-only
@@ -32,6 +34,7 @@ from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.fts_query import query_terms
 from memproxy_cli.memory.local_search import CANDIDATES, rank, row_to_memory
 from memproxy_cli.memory.postgres_schema import enable_pgvector, has_pgvector_column, migrate
+from memproxy_cli.memory.postgres_text import lexical_candidates
 from memproxy_cli.memory.stored_turn import stored_turn
 from memproxy_cli.memory.turn_text import labeled
 
@@ -46,8 +49,6 @@ log = logging.getLogger("memproxy.memory")
 
 READERS = 2
 EMBED_BATCH = 32
-# A common word can match most of a large scope: only its newest matches are ranked by text.
-MATCH_BUDGET = 2000
 EMBED_POLL_S = 30.0  # how often the embedder looks for other instances' unembedded memories
 
 _INSERT_SQL = """
@@ -62,12 +63,6 @@ ON CONFLICT (scope, dedup) WHERE dedup IS NOT NULL DO UPDATE SET
 RETURNING id, seq
 """
 _VECTOR_SQL = "UPDATE memproxy_memories SET embedding_v = %s::vector WHERE seq = %s"
-_LEXICAL_SQL = """
-SELECT seq, -ts_rank_cd(tsv, q) AS score FROM (
-    SELECT seq, tsv, q FROM memproxy_memories, to_tsquery('english', %s) AS q
-    WHERE scope = %s AND tsv @@ q ORDER BY seq DESC LIMIT %s
-) AS matches ORDER BY score, seq DESC LIMIT %s
-"""
 _DENSE_SQL = """
 SELECT seq, -(embedding_v <#> %s::vector) FROM memproxy_memories
 WHERE scope = %s AND embedding_v IS NOT NULL ORDER BY embedding_v <#> %s::vector LIMIT %s
@@ -116,14 +111,6 @@ def database_identity(url: str) -> str:
 def vector_literal(vector: Vectors) -> str:
     """pgvector's text form of a vector."""
     return "[" + ",".join(f"{float(x):.8g}" for x in vector) + "]"
-
-
-def tsquery(terms: Sequence[str]) -> str | None:
-    """An OR of prefix terms for to_tsquery('english', ...), words only (nothing else can reach
-    the query's syntax), or None without any."""
-    words = ["".join(ch for ch in t if ch.isalnum()) for t in terms]
-    kept = [w for w in words if w]
-    return " | ".join(f"{w}:*" for w in kept) if kept else None
 
 
 def _shown(memory: Memory) -> Memory:
@@ -310,11 +297,7 @@ class PostgresMemoryBackend:
     def _search(
         self, cur: Any, scope: str, terms: list[str], k: int, now: float, vector: Vectors | None
     ) -> list[Memory]:
-        lexical: dict[int, float] = {}
-        expression = tsquery(terms)
-        if expression is not None:
-            cur.execute(_LEXICAL_SQL, (expression, scope, MATCH_BUDGET, CANDIDATES))
-            lexical = {int(seq): float(score) for seq, score in cur.fetchall()}
+        lexical = lexical_candidates(cur, scope, terms, CANDIDATES)
         dense: dict[int, float] = {}
         if vector is not None:
             if self._pgvector:

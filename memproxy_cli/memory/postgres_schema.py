@@ -73,8 +73,16 @@ def m001_memories(cur: Any) -> None:
         cur.execute(statement)
 
 
+def m002_scope_seq(cur: Any) -> None:
+    """A scope's memories newest first (recall reads its newest window through it: the primary
+    key would walk every other scope's newer rows too)."""
+    cur.execute(
+        "CREATE INDEX IF NOT EXISTS memproxy_memories_scope_seq ON memproxy_memories (scope, seq)"
+    )
+
+
 Migration = Callable[[Any], None]
-MIGRATIONS: tuple[Migration, ...] = (m001_memories,)
+MIGRATIONS: tuple[Migration, ...] = (m001_memories, m002_scope_seq)
 
 
 def migration_names() -> list[str]:
