@@ -154,7 +154,7 @@ class OpenAIChat(ApiFamily):
                 if isinstance(delta, dict) and choice.get("index", 0) == 0:
                     content = delta.get("content")
                     if isinstance(content, str):
-                        tally.add_text(content)
+                        tally.text_parts.append(content)  # Tally.add_text, one call fewer
                     if delta.get("tool_calls") or delta.get("function_call"):
                         tally.ended_with_tool_call = True
                     if choice.get("finish_reason") in _TOOL_FINISH:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from memproxy_cli.config import Config
-from memproxy_cli.gateway.credential_headers import credential_headers
 from memproxy_cli.gateway.guard import guard
 from memproxy_cli.gateway.observe import observability_ctx
 from memproxy_cli.gateway.resources import (
@@ -44,7 +43,7 @@ def build_app(
     paths = (paths or get_paths()).ensure()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[credential_headers, guard],
+        middlewares=[guard],
         handler_args={
             "max_field_size": config.server.max_header_bytes,
             "max_line_size": config.server.max_header_bytes,

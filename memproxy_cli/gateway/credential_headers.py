@@ -2,32 +2,21 @@
 
 aiohttp hands undecodable header bytes on as surrogate escapes; a key made of them cannot be
 compared with the master key nor sent upstream unchanged, so it is refused, never mangled.
+The guard middleware (gateway/guard.py) runs this check before any of its own.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
+from multidict import CIMultiDictProxy
 
-from aiohttp import web
-
-from memproxy_cli.api.registry import family_for_path
-from memproxy_cli.gateway.errors import error_response
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "proxy-authorization")
 
 
-@web.middleware
-async def credential_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+def invalid_credential_header(headers: CIMultiDictProxy[str]) -> str | None:
+    """The first credential header whose value is not visible ASCII (0x20-0x7e), or None."""
     for name in CREDENTIAL_HEADERS:
-        for value in request.headers.getall(name, ()):
-            if not _VISIBLE_ASCII.fullmatch(value):
-                return error_response(
-                    family_for_path(request.path),
-                    400,
-                    f"the {name} header must be printable ASCII",
-                    "invalid_credential_header",
-                )
-    return await handler(request)
+        for value in headers.getall(name, ()):
+            # isascii and isprintable hold for exactly the characters 0x20-0x7e.
+            if not (value.isascii() and value.isprintable()):
+                return name
+    return None

@@ -67,7 +67,7 @@ class GatewayRequestHandler(RequestHandler):
         if starting and not self._reading_head:
             self._head, self._reading_head = b"", True
         if self._reading_head and len(self._head) < _HEAD_KEEP:
-            self._head = (self._head + data)[:_HEAD_KEEP]
+            self._head += data[: _HEAD_KEEP - len(self._head)]  # never a copy of a whole body
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:

@@ -20,7 +20,7 @@ from memproxy_cli.gateway.relay import relay
 from memproxy_cli.gateway.resources import BUDGETS, MEMORY, OBSERVER, PRICES, RECORDER
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
-from memproxy_cli.observability.timeline import recall_outcome
+from memproxy_cli.observability.timeline import Timeline, recall_outcome
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.deployments import ModelGroup, deployment_for
 from memproxy_cli.upstream.routing import Route
@@ -244,16 +244,16 @@ def _finish(ex: Exchange, state: GatewayState) -> None:
     recorder = app.get(RECORDER)
     if recorder is not None:
         recorder.submit(row)
-    # Formatting and writing the log line costs ~0.1 ms: do it after the response has gone out.
-    asyncio.get_running_loop().call_soon(_log_row, row)
     _remember(ex)
     observer = app.get(OBSERVER)
-    if observer is not None:
-        _observe(ex, observer, record_start)
+    timeline = _timeline(ex, record_start) if observer is not None else None
+    # The log line, metrics, the live view and tracing run after the response has gone out,
+    # on the loop's next turn, in one callback.
+    asyncio.get_running_loop().call_soon(_after_response, row, observer, timeline)
 
 
-def _observe(ex: Exchange, observer: Observer, record_start: float) -> None:
-    """Hand the row and its timings to metrics, the live view and tracing (on the next turn)."""
+def _timeline(ex: Exchange, record_start: float) -> Timeline:
+    """The request's timings, completed for metrics, the live view and tracing."""
     timeline = ex.timeline
     timeline.record_start, timeline.record_end = record_start, ex.elapsed_s()
     timeline.incoming_traceparent = ex.request.headers.get("traceparent")
@@ -261,7 +261,15 @@ def _observe(ex: Exchange, observer: Observer, record_start: float) -> None:
     timeline.upstream_traceparent = ex.traceparent
     if ex.route is not None:
         timeline.upstream_model = ex.route.upstream_model or None
-    observer.finished(ex.row, timeline)
+    return timeline
+
+
+def _after_response(row: RequestRow, observer: Observer | None, timeline: Timeline | None) -> None:
+    try:
+        _log_row(row)
+    finally:
+        if observer is not None and timeline is not None:
+            observer.observe(row, timeline)
 
 
 def _remember(ex: Exchange) -> None:

@@ -100,21 +100,22 @@ async def _stream(ex: Exchange, up: UpstreamResponse, server: ServerConfig) -> w
 def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:
     """Let the family read each event; keep what it keeps, note the terminal one."""
     family, tally, wants_usage = ex.family, ex.tally, ex.client_wants_usage
+    is_done, tally_event, loads = family.is_done_marker, family.tally_event, orjson.loads
     kept = []
     for raw, data in events:
         if data is None:
             kept.append(raw)
             continue
-        if family.is_done_marker(data):
+        if is_done(data):
             ex.stream_complete = True
             kept.append(raw)
             continue
         try:
-            event = orjson.loads(data)
+            event = loads(data)
         except orjson.JSONDecodeError:
             kept.append(raw)
             continue
-        verdict = family.tally_event(tally, event, wants_usage)
+        verdict = tally_event(tally, event, wants_usage)
         if verdict.terminal:
             ex.stream_complete = True
         if verdict.keep:

@@ -23,6 +23,13 @@ class SSEBuffer:
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
         pending = self._buf
+        if (
+            not pending
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n\n") == len(chunk) - 2
+            and b"\r\n\r\n" not in chunk
+        ):
+            return [(chunk, data_of(chunk[:-2]))]  # the usual chunk: exactly one whole event
         buf: bytes | bytearray
         if pending:
             pending += chunk
@@ -67,6 +74,8 @@ class SSEBuffer:
 
 def data_of(event: bytes) -> bytes | None:
     """The event's data field (multi-line data joined with newlines), or None."""
+    if event.startswith(b"data: ") and b"\n" not in event and b"\r" not in event:
+        return event[6:]  # one line: what the loop below finds, without splitting
     if b"data:" not in event:
         return None
     parts = []

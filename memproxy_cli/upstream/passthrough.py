@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import AsyncIterator
@@ -83,10 +84,10 @@ async def _send(
     """One request; a failure is a GatewayError (the routing layer decides whether to retry)."""
     server = deps.config.server
     session = deps.sessions.session_for(url)
-    timeout = aiohttp.ClientTimeout(
-        total=None if call.stream else server.request_timeout_s,
-        sock_connect=server.connect_timeout_s,
-        sock_read=server.stream_idle_timeout_s,
+    timeout = _timeout(
+        None if call.stream else server.request_timeout_s,
+        server.connect_timeout_s,
+        server.stream_idle_timeout_s,
     )
     started = time.perf_counter()
     try:
@@ -112,6 +113,12 @@ async def _send(
         ) from None
     finally:
         call.timing.upstream_s += time.perf_counter() - started
+
+
+@functools.lru_cache(maxsize=16)
+def _timeout(total: float | None, connect: float, read: float) -> aiohttp.ClientTimeout:
+    """One ClientTimeout per set of limits (it is immutable), not one built per call."""
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
 
 
 def _reason(exc: BaseException) -> str:
