@@ -24,9 +24,10 @@ from memproxy_cli.api.anthropic_messages import ANTHROPIC_MESSAGES
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.api.openai_chat import OPENAI_CHAT
 from memproxy_cli.errors import GatewayError
+from memproxy_cli.gateway.accounting import settle
 from memproxy_cli.gateway.dispatch import call_upstream, provider_label
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
-from memproxy_cli.gateway.resources import BUDGETS, OBSERVER, PRICES, RECORDER
+from memproxy_cli.gateway.resources import BUDGETS, OBSERVER
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.memory.extract import ExtractionError, ExtractRequest
 from memproxy_cli.observability.timeline import Timeline
@@ -174,29 +175,8 @@ class GatewayExtractor:
                 up.close()
 
     def _record(self, ex: Exchange) -> None:
-        app, row, tally = self._app, ex.row, ex.tally
-        config = app[STATE].config
-        row.ended_at = time.time()
-        row.latency_ms = round(ex.elapsed_s() * 1000.0, 3)
-        row.overhead_ms = round(ex.overhead_ms(), 3)
-        row.prompt_tokens, row.completion_tokens = tally.prompt_tokens, tally.completion_tokens
-        row.cache_read_tokens, row.cache_write_tokens = (
-            tally.cache_read_tokens,
-            tally.cache_write_tokens,
-        )
-        if ex.timing.attempts:
-            row.extra["attempts"] = ex.timing.attempts
-        route = ex.route
-        prices = app.get(PRICES)
-        if prices is not None and route is not None and route.kind != "echo":
-            row.cost_usd = prices.cost(route.litellm_model, row.provider, row.usage(), config)
-        budgets = app.get(BUDGETS)
-        if budgets is not None and row.cost_usd:
-            for name in {row.project, config.budget_name(row.project)} - {None}:
-                budgets.add(name, row.cost_usd, row.ended_at)
-        recorder = app.get(RECORDER)
-        if recorder is not None:
-            recorder.submit(row)
+        app, route = self._app, ex.route
+        settle(ex, app, app[STATE].config)
         observer = app.get(OBSERVER)  # metrics and `memproxy top` count it with the project's
         if observer is not None:
             ended = ex.elapsed_s()
@@ -208,4 +188,4 @@ class GatewayExtractor:
                 upstream_model=route.upstream_model or None if route is not None else None,
                 upstream_traceparent=ex.traceparent,
             )
-            observer.finished(row, timeline)
+            observer.finished(ex.row, timeline)

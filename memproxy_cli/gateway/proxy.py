@@ -12,12 +12,13 @@ from aiohttp import web
 
 from memproxy_cli.api.family import ApiFamily
 from memproxy_cli.errors import GatewayError
+from memproxy_cli.gateway.accounting import settle
 from memproxy_cli.gateway.dispatch import call_upstream, provider_label
 from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.relay import relay
-from memproxy_cli.gateway.resources import BUDGETS, MEMORY, OBSERVER, PRICES, RECORDER
+from memproxy_cli.gateway.resources import BUDGETS, MEMORY, OBSERVER
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.observability.timeline import Timeline, recall_outcome
@@ -216,34 +217,10 @@ def _prepare_body(ex: Exchange) -> None:
 
 def _finish(ex: Exchange, state: GatewayState) -> None:
     record_start = ex.elapsed_s()
-    row = ex.row
-    row.ended_at = time.time()
-    row.latency_ms = round(ex.elapsed_s() * 1000.0, 3)
-    row.overhead_ms = round(ex.overhead_ms(), 3)
-    if ex.ttft_s is not None:
-        row.ttft_ms = round(ex.ttft_s * 1000.0, 3)
-    if ex.timing.attempts:
-        row.extra["attempts"] = ex.timing.attempts
-    tally = ex.tally
-    row.prompt_tokens, row.completion_tokens = tally.prompt_tokens, tally.completion_tokens
-    row.cache_read_tokens, row.cache_write_tokens = (
-        tally.cache_read_tokens,
-        tally.cache_write_tokens,
-    )
-    if tally.failure and row.status == "ok":
-        row.status, row.error = "error", tally.failure[:500]
-    app, route = ex.request.app, ex.route
-    prices = app.get(PRICES)
-    if prices is not None and route is not None and route.kind != "echo":
-        row.cost_usd = prices.cost(route.litellm_model, row.provider, row.usage(), state.config)
-    budgets = app.get(BUDGETS)
-    if budgets is not None and row.cost_usd:
-        # The project's own counter, and the shared default budget's when that is the one in force.
-        for name in {row.project, state.config.budget_name(row.project)} - {None}:
-            budgets.add(name, row.cost_usd, row.ended_at)
-    recorder = app.get(RECORDER)
-    if recorder is not None:
-        recorder.submit(row)
+    row, app, failure = ex.row, ex.request.app, ex.tally.failure
+    if failure and row.status == "ok":
+        row.status, row.error = "error", failure[:500]
+    settle(ex, app, state.config)
     _remember(ex)
     observer = app.get(OBSERVER)
     timeline = _timeline(ex, record_start) if observer is not None else None
