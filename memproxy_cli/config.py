@@ -12,28 +12,27 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from memproxy_cli.config_file import ENV_PREFIX, config_path, resolve_secret
+from memproxy_cli.config_memory import (
+    InjectionStrategy,
+    LocalMemoryConfig,
+    MemoryConfig,
+    MemoryOverride,
+    QueryStrategy,
+    SupermemoryConfig,
+)
 from memproxy_cli.config_model import (
     LOOPBACK_HOSTS,
     Budget,
     Config,
     HeaderPattern,
-    InjectionStrategy,
     ListenerConfig,
-    LiteLLMParams,
-    LocalMemoryConfig,
     LoggingConfig,
-    MemoryConfig,
-    MemoryOverride,
-    ModelEntry,
     Pricing,
     ProjectPolicy,
-    QueryStrategy,
-    RouterSettings,
     ServerConfig,
-    SupermemoryConfig,
-    Upstreams,
     UserIdMappings,
 )
+from memproxy_cli.config_routing import LiteLLMParams, ModelEntry, RouterSettings, Upstreams
 
 __all__ = [
     "ENV_PREFIX",
