@@ -111,6 +111,8 @@ class MemoryOverride(_Model):
     recall_into_subagents: bool | None = Field(
         None, description="Whether this project's subagent conversations get memories."
     )
-    extract_model: str | None = Field(
-        None, description="The model that distils this project's turns into facts."
+    extract_model: str | Literal[False] | None = Field(
+        None,
+        description="The model that distils this project's turns into facts; false: none "
+        "for this project (where memory.extract_model sets one for every project).",
     )

@@ -307,4 +307,6 @@ class Config(_Model):
             return self.memory
         overrides = policy.memory.model_dump(exclude_none=True, exclude_unset=True)
         overrides = {k: v for k, v in overrides.items() if k in MemoryOverride.model_fields}
+        if overrides.get("extract_model") is False:  # off for this project
+            overrides["extract_model"] = None
         return self.memory.model_copy(update=overrides) if overrides else self.memory

@@ -259,6 +259,26 @@ async def test_a_project_override_turns_extraction_on_for_that_project_only(
         assert len(await _stored(gw, "beta")) == 1
 
 
+async def test_a_project_can_turn_off_extraction_that_is_on_for_every_project(
+    fake: FakeProvider,
+) -> None:
+    fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
+    config = config_for(
+        fake.base,
+        memory={"backend": "local", "extract_model": "gpt-4o-mini"},
+        projects={"beta": {"memory": {"extract_model": False}}},
+    )
+    async with running_gateway(config, litellm=False) as gw:
+        assert gw.state.config.memory_for("beta").extract_model is None
+        await _tool_loop(gw, fake, "beta")
+        assert not _extraction_calls(fake)
+        [turn] = await _stored(gw, "beta")
+        assert "facts" not in turn.metadata
+        await _tool_loop(gw, fake, "alpha")
+        assert len(_extraction_calls(fake)) == 1
+        assert len(await _stored(gw, "alpha")) == 3
+
+
 async def test_forgetting_the_turn_forgets_its_facts(fake: FakeProvider) -> None:
     fake.behaviour.marked = [(MARKER, 200, _facts_reply(FACTS))]
     async with running_gateway(_config(fake, extract_model="gpt-4o-mini"), litellm=False) as gw:

@@ -178,6 +178,69 @@ async def test_the_newest_value_wins_across_instances(
         assert repeated.metadata.get("repeats") == 1
 
 
+EXTRACT_MARKER = "extract durable facts"  # in memproxy's extraction prompt only
+TOLD = "Please note for later: the orders service keeps its data in PostgreSQL 16, orders_db."
+FACTS = [
+    "The orders service stores its data in PostgreSQL 16.",
+    "The orders service's database is named orders_db.",
+]
+
+
+async def test_facts_one_instance_extracts_are_recalled_and_forgotten_through_the_other(
+    fake: FakeProvider, team_db: tuple[str, bool]
+) -> None:
+    fake.behaviour.marked = [(EXTRACT_MARKER, 200, json.dumps({"facts": FACTS}))]
+    config = config_for(
+        fake.base,
+        database_url=team_db[0],
+        memory={"backend": "local", "extract_model": "gpt-4o-mini"},
+    )
+    async with two_instances(config) as (a, b):
+        await tell(a, TOLD, "alpha")
+        assert [s for s in fake.seen if EXTRACT_MARKER.encode() in s.raw], "one extraction call"
+        memories = await backend_of(b).export("alpha")
+        [turn] = [m for m in memories if m.metadata.get("kind") != "fact"]
+        facts = [m for m in memories if m.metadata.get("kind") == "fact"]
+        assert turn.metadata["facts"] == 2 and TOLD in turn.text
+        assert sorted(m.text for m in facts) == sorted(FACTS)
+        assert {m.metadata["fact_of"] for m in facts} == {turn.id}
+        await ready(a, b)
+        count, seen = await ask(b, QUESTION, "alpha")
+        assert count == 2 and FACTS[0] in seen and FACTS[1] in seen
+        assert "Please note for later" not in seen  # the distilled turn is not injected
+        assert (await ask(b, QUESTION, "beta"))[0] == 0
+        # Forgetting the turn through B forgets its facts for A too.
+        assert await backend_of(b).forget("alpha", turn.id)
+        assert await backend_of(a).export("alpha") == []
+        count, seen = await ask(a, QUESTION, "alpha")
+        assert count == 0 and "orders_db" not in seen
+
+
+async def test_forgetting_one_fact_keeps_the_turn_and_its_other_facts(
+    fake: FakeProvider, postgres_url: str
+) -> None:
+    fake.behaviour.marked = [(EXTRACT_MARKER, 200, json.dumps({"facts": FACTS}))]
+    config = config_for(
+        fake.base,
+        database_url=postgres_url,
+        memory={"backend": "local", "extract_model": "gpt-4o-mini"},
+    )
+    async with running_gateway(config, litellm=False) as gw:
+        await tell(gw, TOLD, "alpha")
+        await tell(gw, TOLD, "beta")  # the same turn in another project: its own facts
+        backend = backend_of(gw)
+        alpha = await backend.export("alpha")
+        fact = next(m for m in alpha if m.metadata.get("kind") == "fact")
+        assert await backend.forget("alpha", fact.id)
+        left = await backend.export("alpha")
+        assert len(left) == 2 and fact.id not in {m.id for m in left}
+        beta = await backend.export("beta")
+        [beta_turn] = [m for m in beta if m.metadata.get("kind") != "fact"]
+        assert await backend.forget("beta", beta_turn.id)
+        assert await backend.export("beta") == []
+        assert len(await backend.export("alpha")) == 2, "another scope's facts are kept"
+
+
 async def asked_until_cached(gw: RunningGateway, cache: Any) -> None:
     """Ask QUESTION until its answer is in Redis (a fill runs after the recall, within a short
     timeout that a loaded machine can miss)."""
@@ -232,9 +295,25 @@ def test_migrations_are_numbered_and_run_once(postgres_url: str) -> None:
     for t in threads:
         t.join()
     assert sorted(results, key=len) == [[], [], migration_names()]
+    assert migration_names()[:3] == ["m001_memories", "m002_scope_seq", "m003_fact_of"]
     with psycopg.connect(libpq_url(postgres_url)) as conn:
         rows = conn.execute("SELECT name FROM _memproxy_memory_migrations").fetchall()
         assert [r[0] for r in rows] == migration_names()
+
+
+def test_a_store_of_the_previous_release_gains_the_facts_index(postgres_url: str) -> None:
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+        assert migrate(conn, upto="m002_scope_seq") == ["m001_memories", "m002_scope_seq"]
+        conn.execute(
+            "INSERT INTO memproxy_memories (id, scope, text, user_text, assistant_text, "
+            "created_at, metadata) VALUES ('t1', 'alpha', 'x', 'x', '', 1, '{}')"
+        )
+        assert migrate(conn) == ["m003_fact_of"]
+        [(definition,)] = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'memproxy_memories_fact_of'"
+        ).fetchall()
+        assert "fact_of" in definition
+        assert conn.execute("SELECT count(*) FROM memproxy_memories").fetchone() == (1,)
 
 
 def test_pgvector_is_used_only_where_it_can_be_had(plain_role_url: str, pgvector_url: str) -> None:

@@ -62,6 +62,11 @@ ON CONFLICT (scope, dedup) WHERE dedup IS NOT NULL DO UPDATE SET
         to_jsonb(coalesce((memproxy_memories.metadata->>'repeats')::int, 0) + 1))
 RETURNING id, seq
 """
+# The facts drawn from a turn name it (memory/extract.py); forgetting the turn forgets them.
+_FORGET_FACTS_SQL = (
+    "DELETE FROM memproxy_memories WHERE scope = %s AND metadata ? 'fact_of' "
+    "AND metadata->>'fact_of' = %s"
+)
 _VECTOR_SQL = "UPDATE memproxy_memories SET embedding_v = %s::vector WHERE seq = %s"
 _DENSE_SQL = """
 SELECT seq, -(embedding_v <#> %s::vector) FROM memproxy_memories
@@ -364,10 +369,16 @@ class PostgresMemoryBackend:
         return [_shown(row_to_memory(row)) for row in rows]
 
     def forget_sync(self, scope: str, memory_id: str) -> bool:
-        cur = self._connection().execute(
-            "DELETE FROM memproxy_memories WHERE id = %s AND scope = %s", (memory_id, scope)
-        )
-        return cur.rowcount > 0
+        """Delete one memory and the facts drawn from it, in one transaction."""
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "DELETE FROM memproxy_memories WHERE id = %s AND scope = %s", (memory_id, scope)
+            )
+            gone = cur.rowcount > 0
+            if gone:
+                cur.execute(_FORGET_FACTS_SQL, (scope, memory_id))
+        return gone
 
     def export_sync(self, scope: str) -> list[Memory]:
         rows = self._connection().execute(_EXPORT_SQL, (scope,)).fetchall()

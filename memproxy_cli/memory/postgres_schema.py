@@ -81,8 +81,17 @@ def m002_scope_seq(cur: Any) -> None:
     )
 
 
+def m003_fact_of(cur: Any) -> None:
+    """The facts drawn from a turn, by the turn's id (`memory.extract_model`): forgetting the
+    turn forgets them without reading the scope's other memories."""
+    cur.execute(
+        "CREATE INDEX IF NOT EXISTS memproxy_memories_fact_of ON memproxy_memories "
+        "(scope, (metadata->>'fact_of')) WHERE metadata ? 'fact_of'"
+    )
+
+
 Migration = Callable[[Any], None]
-MIGRATIONS: tuple[Migration, ...] = (m001_memories, m002_scope_seq)
+MIGRATIONS: tuple[Migration, ...] = (m001_memories, m002_scope_seq, m003_fact_of)
 
 
 def migration_names() -> list[str]:

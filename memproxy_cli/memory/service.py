@@ -41,9 +41,9 @@ log = logging.getLogger("memproxy.memory")
 MAX_PENDING_STORES = 256
 # Backends every instance shares: only these are put behind the Redis recall cache.
 REMOTE_BACKENDS = frozenset({"supermemory", "postgres"})
-# Backends that keep a turn's metadata and forget a turn's facts with it (memory/extract.py);
-# Supermemory distils documents itself.
-FACT_BACKENDS = frozenset({"local"})
+# Backends that keep a turn's metadata and forget a turn's facts with it (memory/extract.py):
+# SQLite, and team memory in PostgreSQL. Supermemory distils documents itself.
+FACT_BACKENDS = frozenset({"local", "postgres"})
 # Turns stored within this long of the last write share its next transaction (turn_batcher.py).
 STORE_LINGER_S = 0.02
 SEARCH_HEADROOM = 5  # fetch a few more than top_k so dropping duplicates still fills the block
