@@ -19,7 +19,6 @@ instances share that work. No call here runs on the event loop.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
@@ -28,12 +27,26 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from memproxy_cli.memory.backend import Memory, Turn
 from memproxy_cli.memory.fts_query import query_terms
 from memproxy_cli.memory.local_search import CANDIDATES, rank, row_to_memory
 from memproxy_cli.memory.postgres_schema import enable_pgvector, has_pgvector_column, migrate
+from memproxy_cli.memory.postgres_sql import (
+    DENSE_SQL,
+    EXPORT_SQL,
+    FORGET_FACTS_SQL,
+    INSERT_SQL,
+    LIST_SQL,
+    ROWS_SQL,
+    STORE_VECTOR_SQL,
+    UNEMBEDDED_SQL,
+    UNVECTORED_SQL,
+    VECTOR_SQL,
+    database_identity,
+    libpq_url,
+    vector_literal,
+)
 from memproxy_cli.memory.postgres_text import lexical_candidates
 from memproxy_cli.memory.stored_turn import stored_turn
 from memproxy_cli.memory.turn_text import labeled
@@ -50,72 +63,6 @@ log = logging.getLogger("memproxy.memory")
 READERS = 2
 EMBED_BATCH = 32
 EMBED_POLL_S = 30.0  # how often the embedder looks for other instances' unembedded memories
-
-_INSERT_SQL = """
-INSERT INTO memproxy_memories (id, scope, text, user_text, assistant_text, client, note,
-    created_at, metadata, dedup, embedding, embedded_seq)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-    CASE WHEN %s THEN nextval('memproxy_memories_embedded_seq') END)
-ON CONFLICT (scope, dedup) WHERE dedup IS NOT NULL DO UPDATE SET
-    created_at = greatest(memproxy_memories.created_at, excluded.created_at),
-    metadata = jsonb_set(memproxy_memories.metadata, '{repeats}',
-        to_jsonb(coalesce((memproxy_memories.metadata->>'repeats')::int, 0) + 1))
-RETURNING id, seq
-"""
-# The facts drawn from a turn name it (memory/extract.py); forgetting the turn forgets them.
-_FORGET_FACTS_SQL = (
-    "DELETE FROM memproxy_memories WHERE scope = %s AND metadata ? 'fact_of' "
-    "AND metadata->>'fact_of' = %s"
-)
-_VECTOR_SQL = "UPDATE memproxy_memories SET embedding_v = %s::vector WHERE seq = %s"
-_DENSE_SQL = """
-SELECT seq, -(embedding_v <#> %s::vector) FROM memproxy_memories
-WHERE scope = %s AND embedding_v IS NOT NULL ORDER BY embedding_v <#> %s::vector LIMIT %s
-"""
-_ROWS_SQL = """
-SELECT seq, id, scope, text, created_at, metadata::text, user_text, assistant_text, embedding
-FROM memproxy_memories WHERE scope = %s AND seq = ANY(%s)
-"""
-_LIST_SQL = """
-SELECT id, scope, text, created_at, metadata::text FROM memproxy_memories WHERE scope = %s
-ORDER BY created_at DESC, seq DESC LIMIT %s OFFSET %s
-"""
-_EXPORT_SQL = """
-SELECT id, scope, text, created_at, metadata::text FROM memproxy_memories WHERE scope = %s
-ORDER BY created_at, seq
-"""
-_UNEMBEDDED_SQL = """
-SELECT seq, text, user_text, assistant_text FROM memproxy_memories WHERE embedding IS NULL
-ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED
-"""
-_UNVECTORED_SQL = """
-SELECT seq, embedding FROM memproxy_memories
-WHERE embedding IS NOT NULL AND embedding_v IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED
-"""
-_STORE_VECTOR_SQL = """
-UPDATE memproxy_memories SET embedding = %s,
-    embedded_seq = nextval('memproxy_memories_embedded_seq') WHERE seq = %s
-"""
-
-
-def libpq_url(database_url: str) -> str:
-    """The URL psycopg takes: SQLAlchemy's `+psycopg` driver suffix removed."""
-    for prefix in ("postgresql+psycopg://", "postgres+psycopg://", "postgres://"):
-        if database_url.startswith(prefix):
-            return "postgresql://" + database_url[len(prefix) :]
-    return database_url
-
-
-def database_identity(url: str) -> str:
-    """Which database `url` names (host, port, database; never the user or a password)."""
-    parts = urlsplit(url)
-    where = f"{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
-    return hashlib.sha256(where.encode()).hexdigest()[:16]
-
-
-def vector_literal(vector: Vectors) -> str:
-    """pgvector's text form of a vector."""
-    return "[" + ",".join(f"{float(x):.8g}" for x in vector) + "]"
 
 
 def _shown(memory: Memory) -> Memory:
@@ -244,24 +191,24 @@ class PostgresMemoryBackend:
 
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(_UNEMBEDDED_SQL, (EMBED_BATCH,))
+            cur.execute(UNEMBEDDED_SQL, (EMBED_BATCH,))
             rows = cur.fetchall()
             if rows:
                 vectors = model.encode([embedding_text(*parts(r[1], r[2], r[3])) for r in rows])
                 for row, vector in zip(rows, vectors, strict=True):
-                    cur.execute(_STORE_VECTOR_SQL, (vector.tobytes(), row[0]))
+                    cur.execute(STORE_VECTOR_SQL, (vector.tobytes(), row[0]))
                     if self._pgvector:
-                        cur.execute(_VECTOR_SQL, (vector_literal(vector), row[0]))
+                        cur.execute(VECTOR_SQL, (vector_literal(vector), row[0]))
                 return True
             if not self._pgvector:
                 return False
             import numpy as np
 
-            cur.execute(_UNVECTORED_SQL, (EMBED_BATCH,))
+            cur.execute(UNVECTORED_SQL, (EMBED_BATCH,))
             found = cur.fetchall()
             for seq, data in found:
                 vector = np.frombuffer(data, dtype=np.float32)
-                cur.execute(_VECTOR_SQL, (vector_literal(vector), seq))
+                cur.execute(VECTOR_SQL, (vector_literal(vector), seq))
             return bool(found)
 
     def _query_vector(self, query: str) -> Vectors | None:
@@ -307,14 +254,14 @@ class PostgresMemoryBackend:
         if vector is not None:
             if self._pgvector:
                 literal = vector_literal(vector)
-                cur.execute(_DENSE_SQL, (literal, scope, literal, CANDIDATES))
+                cur.execute(DENSE_SQL, (literal, scope, literal, CANDIDATES))
                 dense = {int(seq): float(cosine) for seq, cosine in cur.fetchall()}
             elif self._kept is not None:
                 dense = self._kept.top(cur, scope, vector, CANDIDATES)
         wanted = sorted(set(lexical) | set(dense))
         if not wanted:
             return []
-        cur.execute(_ROWS_SQL, (scope, wanted))
+        cur.execute(ROWS_SQL, (scope, wanted))
         rows = cur.fetchall()
         vectors: dict[int, Any] = {}
         if vector is not None:
@@ -341,7 +288,7 @@ class PostgresMemoryBackend:
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(
-                _INSERT_SQL,
+                INSERT_SQL,
                 (
                     secrets.token_hex(8),
                     scope,
@@ -359,13 +306,13 @@ class PostgresMemoryBackend:
             )
             memory_id, seq = cur.fetchone()  # type: ignore[misc]
             if vector is not None and self._pgvector:
-                cur.execute(_VECTOR_SQL, (vector_literal(vector), seq))
+                cur.execute(VECTOR_SQL, (vector_literal(vector), seq))
         if vector is None:
             self._wake.set()
         return str(memory_id)
 
     def list_sync(self, scope: str, limit: int = 100, offset: int = 0) -> list[Memory]:
-        rows = self._connection().execute(_LIST_SQL, (scope, limit, offset)).fetchall()
+        rows = self._connection().execute(LIST_SQL, (scope, limit, offset)).fetchall()
         return [_shown(row_to_memory(row)) for row in rows]
 
     def forget_sync(self, scope: str, memory_id: str) -> bool:
@@ -377,11 +324,11 @@ class PostgresMemoryBackend:
             )
             gone = cur.rowcount > 0
             if gone:
-                cur.execute(_FORGET_FACTS_SQL, (scope, memory_id))
+                cur.execute(FORGET_FACTS_SQL, (scope, memory_id))
         return gone
 
     def export_sync(self, scope: str) -> list[Memory]:
-        rows = self._connection().execute(_EXPORT_SQL, (scope,)).fetchall()
+        rows = self._connection().execute(EXPORT_SQL, (scope,)).fetchall()
         return [_shown(row_to_memory(row)) for row in rows]
 
     def close_sync(self) -> None:
