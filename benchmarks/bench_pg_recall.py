@@ -7,7 +7,7 @@ query's embedding is the same as the local backend's: bench_recall.py). Prints, 
 wall-clock p50/p99 of a recall (the server works in its own process, so the gateway's CPU time
 alone would hide it) and the gateway's CPU time per recall. Other projects hold as many memories.
 Usage: python benchmarks/bench_pg_recall.py --database-url postgresql://... [--sizes 1000,10000]
-    [--queries 200] [--no-pgvector]
+    [--queries 200] [--no-pgvector] [--vacuum]
 """
 
 from __future__ import annotations
@@ -104,6 +104,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-pgvector", action="store_true")
+    parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="VACUUM after each fill, as autovacuum does in time (else every row is fresh)",
+    )
     args = parser.parse_args()
     rng = random.Random(7)
     query = np.array([rng.gauss(0, 1) for _ in range(DIM)], dtype=np.float32)
@@ -115,6 +120,9 @@ def main() -> None:
         scopes = ["p", "other"]
         numbered = fill(args.database_url, scopes, numbered, size - done, store.uses_pgvector, rng)
         done = size
+        if args.vacuum:
+            with psycopg.connect(libpq_url(args.database_url), autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE memproxy_memories")
         store.search_sync("p", QUESTIONS[0], 5)  # the scope's vectors loaded once
         walls, cpus = [], []
         for i in range(args.queries):

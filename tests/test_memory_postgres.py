@@ -295,7 +295,12 @@ def test_migrations_are_numbered_and_run_once(postgres_url: str) -> None:
     for t in threads:
         t.join()
     assert sorted(results, key=len) == [[], [], migration_names()]
-    assert migration_names()[:3] == ["m001_memories", "m002_scope_seq", "m003_fact_of"]
+    assert migration_names()[:4] == [
+        "m001_memories",
+        "m002_scope_seq",
+        "m003_fact_of",
+        "m004_scope_vector_counts",
+    ]
     with psycopg.connect(libpq_url(postgres_url)) as conn:
         rows = conn.execute("SELECT name FROM _memproxy_memory_migrations").fetchall()
         assert [r[0] for r in rows] == migration_names()
@@ -308,12 +313,59 @@ def test_a_store_of_the_previous_release_gains_the_facts_index(postgres_url: str
             "INSERT INTO memproxy_memories (id, scope, text, user_text, assistant_text, "
             "created_at, metadata) VALUES ('t1', 'alpha', 'x', 'x', '', 1, '{}')"
         )
-        assert migrate(conn) == ["m003_fact_of"]
+        assert migrate(conn, upto="m003_fact_of") == ["m003_fact_of"]
         [(definition,)] = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'memproxy_memories_fact_of'"
         ).fetchall()
         assert "fact_of" in definition
         assert conn.execute("SELECT count(*) FROM memproxy_memories").fetchone() == (1,)
+
+
+def _vector_counts(conn: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Each scope's vectors as the trigger counted them, and as counted in the table."""
+    kept = dict(conn.execute("SELECT scope, vectors FROM memproxy_scope_vectors").fetchall())
+    real = dict(
+        conn.execute(
+            "SELECT scope, count(*) FROM memproxy_memories WHERE embedded_seq IS NOT NULL "
+            "GROUP BY scope"
+        ).fetchall()
+    )
+    return {k: v for k, v in kept.items() if v}, real
+
+
+def test_each_scopes_count_of_vectors_follows_every_write(postgres_url: str) -> None:
+    insert = (
+        "INSERT INTO memproxy_memories (id, scope, text, user_text, assistant_text, created_at, "
+        "dedup, embedded_seq) VALUES (%s, %s, 'x', 'x', '', 1, %s, "
+        "CASE WHEN %s THEN nextval('memproxy_memories_embedded_seq') END) "
+        "ON CONFLICT (scope, dedup) WHERE dedup IS NOT NULL DO UPDATE SET created_at = 2"
+    )
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+        assert migrate(conn, upto="m003_fact_of")[-1] == "m003_fact_of"
+        # A store of the previous release: its vectors are counted by the migration.
+        conn.execute(insert, ("old1", "alpha", "d-old1", True))
+        conn.execute(insert, ("old2", "alpha", None, False))
+        assert migrate(conn) == ["m004_scope_vector_counts"]
+        kept, real = _vector_counts(conn)
+        assert kept == real == {"alpha": 1}
+        conn.execute(insert, ("a1", "alpha", "d-a1", True))
+        conn.execute(insert, ("a1-again", "alpha", "d-a1", True))  # a repeat: an update
+        conn.execute(insert, ("b1", "beta", None, True))
+        conn.execute(insert, ("b2", "beta", None, False))
+        conn.execute(
+            "UPDATE memproxy_memories SET embedded_seq = "
+            "nextval('memproxy_memories_embedded_seq') WHERE id IN ('b2', 'old2')"
+        )
+        kept, real = _vector_counts(conn)
+        assert kept == real == {"alpha": 3, "beta": 2}
+        with conn.transaction():  # a write that rolls back leaves no count behind
+            conn.execute(insert, ("b3", "beta", None, True))
+            conn.execute("DELETE FROM memproxy_memories WHERE id = 'a1'")
+            assert _vector_counts(conn)[0] == {"alpha": 2, "beta": 3}
+            raise psycopg.Rollback()
+        conn.execute("DELETE FROM memproxy_memories WHERE id IN ('old1', 'b1')")
+        kept, real = _vector_counts(conn)
+        assert kept == real == {"alpha": 2, "beta": 1}
 
 
 def test_pgvector_is_used_only_where_it_can_be_had(plain_role_url: str, pgvector_url: str) -> None:

@@ -192,7 +192,9 @@ class PostgresMemoryBackend:
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(UNEMBEDDED_SQL, (EMBED_BATCH,))
-            rows = cur.fetchall()
+            # By scope: each scope's count of vectors is a row the trigger locks (postgres_schema
+            # m004), so two embedders taking them in one order never wait on each other.
+            rows = sorted(cur.fetchall(), key=lambda r: (r[4], r[0]))
             if rows:
                 vectors = model.encode([embedding_text(*parts(r[1], r[2], r[3])) for r in rows])
                 for row, vector in zip(rows, vectors, strict=True):

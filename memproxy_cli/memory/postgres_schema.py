@@ -90,8 +90,58 @@ def m003_fact_of(cur: Any) -> None:
     )
 
 
+_M004 = (
+    """CREATE TABLE memproxy_scope_vectors (
+        scope TEXT PRIMARY KEY,
+        vectors BIGINT NOT NULL
+    )""",
+    # No write may slip between the count and the trigger (an instance of an earlier release
+    # may be writing): held until the migration's transaction commits.
+    "LOCK TABLE memproxy_memories IN SHARE ROW EXCLUSIVE MODE",
+    """INSERT INTO memproxy_scope_vectors (scope, vectors)
+        SELECT scope, count(*) FROM memproxy_memories WHERE embedded_seq IS NOT NULL
+        GROUP BY scope""",
+    """CREATE FUNCTION memproxy_scope_vectors_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        delta INTEGER := 0;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.embedded_seq IS NOT NULL THEN delta := 1; END IF;
+        ELSIF TG_OP = 'DELETE' THEN
+            IF OLD.embedded_seq IS NOT NULL THEN delta := -1; END IF;
+        ELSIF OLD.embedded_seq IS NULL AND NEW.embedded_seq IS NOT NULL THEN
+            delta := 1;
+        ELSIF OLD.embedded_seq IS NOT NULL AND NEW.embedded_seq IS NULL THEN
+            delta := -1;
+        END IF;
+        IF delta <> 0 THEN
+            INSERT INTO memproxy_scope_vectors AS c (scope, vectors)
+                VALUES (coalesce(NEW.scope, OLD.scope), delta)
+                ON CONFLICT (scope) DO UPDATE SET vectors = c.vectors + delta;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER memproxy_memories_vectors_counted
+        AFTER INSERT OR DELETE OR UPDATE OF embedded_seq ON memproxy_memories
+        FOR EACH ROW EXECUTE FUNCTION memproxy_scope_vectors_counted()""",
+)
+
+
+def m004_scope_vector_counts(cur: Any) -> None:
+    """Each scope's count of stored vectors, kept by a trigger in the same transaction as the
+    rows: a gateway that keeps a scope's vectors (postgres_vectors.py) reads one row to know it
+    has them all, where counting them read every entry of the scope's index (47 ms at 100k)."""
+    for statement in _M004:
+        cur.execute(statement)
+
+
 Migration = Callable[[Any], None]
-MIGRATIONS: tuple[Migration, ...] = (m001_memories, m002_scope_seq, m003_fact_of)
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_memories,
+    m002_scope_seq,
+    m003_fact_of,
+    m004_scope_vector_counts,
+)
 
 
 def migration_names() -> list[str]:

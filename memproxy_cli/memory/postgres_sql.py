@@ -43,8 +43,8 @@ SELECT id, scope, text, created_at, metadata::text FROM memproxy_memories WHERE 
 ORDER BY created_at, seq
 """
 UNEMBEDDED_SQL = """
-SELECT seq, text, user_text, assistant_text FROM memproxy_memories WHERE embedding IS NULL
-ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED
+SELECT seq, text, user_text, assistant_text, scope FROM memproxy_memories
+WHERE embedding IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED
 """
 UNVECTORED_SQL = """
 SELECT seq, embedding FROM memproxy_memories

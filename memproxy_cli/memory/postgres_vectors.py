@@ -4,7 +4,8 @@ Each scope's float32 vectors are read from the store the first time the scope is
 kept current with it at every recall, in the recall's snapshot: the vectors another instance
 stored since (by `embedded_seq`) are appended; a deletion anywhere (the store's count of
 deletions moved) or a count that still differs (a vector committed out of order) reloads the
-scope. The search is exact: one matrix product, as in the local store (scope_vectors.py).
+scope. The scope's count is one row a trigger keeps (postgres_schema.m004), not a count of its
+index. The search is exact: one matrix product, as in the local store (scope_vectors.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import numpy.typing as npt
 
 from memproxy_cli.memory.embeddings import DIM, Vectors
 
-_CHANGES_SQL = "SELECT changes FROM memproxy_memory_changes WHERE id = 1"
+# The store's count of deletions, the scope's count of vectors (kept by a trigger:
+# postgres_schema.m004) and its newest vector's `embedded_seq` (from the end of an index).
 _STATE_SQL = """
-SELECT count(*), coalesce(max(embedded_seq), 0) FROM memproxy_memories
-WHERE scope = %s AND embedded_seq IS NOT NULL
+SELECT (SELECT changes FROM memproxy_memory_changes WHERE id = 1),
+    coalesce((SELECT vectors FROM memproxy_scope_vectors WHERE scope = %(scope)s), 0),
+    coalesce((SELECT max(embedded_seq) FROM memproxy_memories
+        WHERE scope = %(scope)s AND embedded_seq IS NOT NULL), 0)
 """
 _SINCE_SQL = """
 SELECT seq, embedding, embedded_seq FROM memproxy_memories
@@ -74,10 +78,8 @@ class KeptVectors:
 
     def _current(self, cur: Any, scope: str) -> _Kept:
         """The scope's vectors as the cursor's snapshot has them."""
-        cur.execute(_CHANGES_SQL)
-        changes = int(cur.fetchone()[0])
-        cur.execute(_STATE_SQL, (scope,))
-        count, newest = (int(v) for v in cur.fetchone())
+        cur.execute(_STATE_SQL, {"scope": scope})
+        changes, count, newest = (int(v) for v in cur.fetchone())
         with self._lock:
             kept = self._scopes.get(scope)
         if (
