@@ -117,7 +117,23 @@ def test_migrations_stop_where_asked(tmp_path: Path) -> None:
         assert migrate(conn, upto="m001_initial") == ["m001_initial"]
         columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
         assert "embedding" not in columns
-        assert migrate(conn) == ["m002_turn_parts_and_vectors", "m003_unlabeled_text"]
+        assert migrate(conn) == [
+            "m002_turn_parts_and_vectors",
+            "m003_unlabeled_text",
+            "m004_fact_of",
+        ]
+    finally:
+        conn.close()
+
+
+def test_forgetting_a_turn_finds_its_facts_through_an_index(tmp_path: Path) -> None:
+    from memproxy_cli.memory.local import _FORGET_FACTS_SQL
+
+    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
+    try:
+        migrate(conn)
+        plan = conn.execute("EXPLAIN QUERY PLAN " + _FORGET_FACTS_SQL, ("t1",)).fetchall()
+        assert "USING INDEX memories_fact_of" in " ".join(str(step[-1]) for step in plan)
     finally:
         conn.close()
 

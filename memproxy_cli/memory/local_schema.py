@@ -118,11 +118,22 @@ def m003_unlabeled_text(conn: sqlite3.Connection) -> None:
     _script(conn, _M003)
 
 
+def m004_fact_of(conn: sqlite3.Connection) -> None:
+    """The facts drawn from a turn (`memory.extract_model`), by the turn they name: forgetting
+    the turn forgets them without reading every memory (94 ms at 110k memories before)."""
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS memories_fact_of ON memories "
+        "(json_extract(metadata, '$.fact_of')) "
+        "WHERE json_extract(metadata, '$.fact_of') IS NOT NULL"
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_turn_parts_and_vectors,
     m003_unlabeled_text,
+    m004_fact_of,
 )
 
 
