@@ -129,7 +129,17 @@ class _Candidate:
     score: float
 
 
+# ASCII letters lowered and digits kept, every other ASCII character a space: what `_WORD` does
+# to ASCII text, at a third of its cost.
+_ASCII_WORDS = bytes(ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128)) + bytes(
+    128
+)
+
+
 def _statement_key(user: str) -> str:
+    """The statement's words, lowercased, one space apart."""
+    if user.isascii():
+        return " ".join(user.encode().translate(_ASCII_WORDS).decode().split())
     return " ".join(_WORD.findall(user.lower()))
 
 
