@@ -130,10 +130,9 @@ class _Candidate:
 
 
 # ASCII letters lowered and digits kept, every other ASCII character a space: what `_WORD` does
-# to ASCII text, at a third of its cost.
-_ASCII_WORDS = bytes(ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128)) + bytes(
-    128
-)
+# to ASCII text, at a third of its cost (only ASCII text is translated: the rest is unused).
+_ASCII_WORDS = bytes(ord(chr(c).lower()) if chr(c).isalnum() else 32 for c in range(128))
+_ASCII_WORDS += bytes(128)
 
 
 def _statement_key(user: str) -> str:
