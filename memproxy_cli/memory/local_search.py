@@ -58,6 +58,7 @@ LEXICAL_WEIGHT = 0.25
 FRESHNESS_WEIGHT = 0.1
 SAME_SUBJECT = 0.6
 MIN_COSINE = 0.25  # below it, a memory sharing no word with the question is not recalled
+INT8_MARGIN = 0.05  # int8 cosines are within about 0.01 of the exact ones
 _DAY = 86400.0
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -263,7 +264,11 @@ class LocalSearch:
         lexical = self._lexical(conn, scope, terms)
         dense: dict[int, float] = {}
         if index is not None and query_vector is not None:
-            dense = index.top(scope, query_vector, CANDIDATES) or {}
+            near = index.top(scope, query_vector, CANDIDATES) or {}
+            # Without a word of the question a memory needs `MIN_COSINE`: the rows of those
+            # whose int8 cosine is clearly below it are not read.
+            floor = MIN_COSINE - INT8_MARGIN
+            dense = {r: c for r, c in near.items() if c >= floor or r in lexical}
         wanted = set(lexical) | set(dense)
         if not wanted:
             return []
