@@ -177,6 +177,13 @@ def exact_cosines(rows: list[Row], query: Vectors, dense: dict[int, float]) -> d
     return dict(zip(rowids, matrix, strict=True))
 
 
+def worth_reading(dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+    """The vector candidates whose rows are read: without a word of the question a memory
+    needs `MIN_COSINE`, so those whose int8 cosine is clearly below it are left out."""
+    floor = MIN_COSINE - INT8_MARGIN
+    return {rowid: cos for rowid, cos in dense.items() if cos >= floor or rowid in lexical}
+
+
 def newest_wins(candidates: list[_Candidate], vectors: dict[int, Any]) -> list[_Candidate]:
     """One candidate per subject: the newest, at the best score of its group, best first.
 
@@ -264,11 +271,7 @@ class LocalSearch:
         lexical = self._lexical(conn, scope, terms)
         dense: dict[int, float] = {}
         if index is not None and query_vector is not None:
-            near = index.top(scope, query_vector, CANDIDATES) or {}
-            # Without a word of the question a memory needs `MIN_COSINE`: the rows of those
-            # whose int8 cosine is clearly below it are not read.
-            floor = MIN_COSINE - INT8_MARGIN
-            dense = {r: c for r, c in near.items() if c >= floor or r in lexical}
+            dense = worth_reading(index.top(scope, query_vector, CANDIDATES) or {}, lexical)
         wanted = set(lexical) | set(dense)
         if not wanted:
             return []
