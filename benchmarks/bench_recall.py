@@ -229,10 +229,11 @@ def recall_figures(store: LocalMemoryBackend, queries: int) -> dict[str, list[fl
                 add("  full text (FTS5 BM25)", ms)
                 dense, ms = timed(index.top, "bench", vector, local_search.CANDIDATES)
                 add("  vector candidates", ms)
-                wanted = json.dumps(sorted(set(lexical) | set(dense or {})))
                 t0 = time.thread_time()
+                dense = local_search.worth_reading(dense or {}, lexical)
+                wanted = json.dumps(sorted(set(lexical) | set(dense)))
                 found = conn.execute(local_search._ROWS_SQL, (wanted, "bench")).fetchall()
-                local_search.exact_cosines(found, vector, dict(dense or {}))
+                local_search.exact_cosines(found, vector, dict(dense))
                 add("  rows + exact cosines", (time.thread_time() - t0) * 1000)
             finally:
                 conn.execute("ROLLBACK")

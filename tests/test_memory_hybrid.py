@@ -15,6 +15,7 @@ from memproxy_cli.memory.backend import Turn
 from memproxy_cli.memory.embeddings import DIM, MODEL_SHA256, MiniLM, ModelUnavailable, model_dir
 from memproxy_cli.memory.local import LocalMemoryBackend
 from memproxy_cli.memory.local_schema import migrate
+from memproxy_cli.memory.local_search import FRESHNESS_WEIGHT, MIN_COSINE
 from tests.test_memory_local_schema import released_store
 
 DAY = 86400.0
@@ -202,3 +203,40 @@ def test_forget_drops_the_vector_too(store: LocalMemoryBackend) -> None:
     assert store.search_sync("p", "name of my pet?", 1, now=NOW)[0].id == memory_id
     assert store.forget_sync("p", memory_id)
     assert all(m.id != memory_id for m in store.search_sync("p", "name of my pet?", 5, now=NOW))
+
+
+def test_a_memory_just_above_the_cosine_floor_is_recalled_by_meaning_alone(
+    tmp_path: Path,
+) -> None:
+    """The exact cosine decides, however near the floor: the int8 one only skips rows far
+    below it."""
+    question = "xylophone quartz?"  # no memory shares a word with it
+    query = MiniLM().encode_query(question)
+    rng = np.random.default_rng(9)
+
+    def at(cos: float) -> np.ndarray:
+        noise = rng.standard_normal(DIM).astype(np.float32)
+        noise -= (noise @ query) * query
+        noise /= np.linalg.norm(noise)
+        vector: np.ndarray = (cos * query + np.sqrt(1 - cos * cos) * noise).astype(np.float32)
+        return vector
+
+    path = tmp_path / "memory.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn)
+    cosines = {"above": MIN_COSINE + 0.005, "below": MIN_COSINE - 0.005, "far": 0.05}
+    for name, cos in cosines.items():
+        conn.execute(
+            "INSERT INTO memories (id, scope, text, created_at, metadata, user_text,"
+            " assistant_text, embedding) VALUES (?, 'p', ?, ?, '{}', ?, 'ok', ?)",
+            (name, f"User: {name}\nAssistant: ok", NOW, name, at(cos).tobytes()),
+        )
+    conn.close()
+    store = hybrid(path)
+    try:
+        ready(store)
+        found = store.search_sync("p", question, 5, now=NOW)
+        assert [m.id for m in found] == ["above"]
+        assert found[0].score == pytest.approx(cosines["above"] + FRESHNESS_WEIGHT, abs=1e-4)
+    finally:
+        store.shutdown_sync()

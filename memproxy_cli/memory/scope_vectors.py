@@ -46,6 +46,7 @@ SHORTLIST_SHARE = 0.03
 SHORTLIST_MIN = 1000
 _INITIAL = 64
 _BLOCK = 32768  # codes compared at a time: 0.55 ms instead of 0.8 at 100k
+_CHUNK = 512  # shortlisted codes converted to float32 at a time
 
 Rows = Iterable[Sequence[tuple[int, bytes]]]
 
@@ -185,11 +186,26 @@ class ScopeVectors:
         count = max(SHORTLIST_MIN, int(size * SHORTLIST_SHARE))
         whole = size <= count
         shortlist = np.arange(size) if whole else _nearest_signs(signs, size, query, count)
-        cosines = (small[shortlist].astype(np.float32) @ query) * scale[shortlist]
+        cosines = _int8_cosines(small, shortlist, query) * scale[shortlist]
         if len(shortlist) > n:
             best = np.argpartition(-cosines, n)[:n]
             shortlist, cosines = shortlist[best], cosines[best]
-        return {int(rowids[i]): float(c) for i, c in zip(shortlist, cosines, strict=True)}
+        return dict(zip(rowids[shortlist].tolist(), cosines.tolist(), strict=True))
+
+
+def _int8_cosines(
+    small: npt.NDArray[np.int8], shortlist: npt.NDArray[np.intp], query: Vectors
+) -> npt.NDArray[np.float32]:
+    """The unscaled int8 cosine of each shortlisted code with `query`, `_CHUNK` codes at a time
+    (a float32 copy of the whole shortlist would be 4.6 MB at 100k)."""
+    cosines = np.empty(len(shortlist), dtype=np.float32)
+    chunk = np.empty((min(len(shortlist), _CHUNK), DIM), dtype=np.float32)
+    for start in range(0, len(shortlist), _CHUNK):
+        part = shortlist[start : start + _CHUNK]
+        floats = chunk[: len(part)]
+        np.copyto(floats, small[part], casting="unsafe")
+        np.matmul(floats, query, out=cosines[start : start + len(part)])
+    return cosines
 
 
 def _nearest_signs(
@@ -202,27 +218,33 @@ def _nearest_signs(
     component is among its larger half: a cheap stand-in for the query's own weights, which
     kept 96% of the exact top 5 in a shortlist of 3% against 92% for the plain Hamming
     distance (docs/memory.md)."""
-    codes = sign_codes(query[None])[0]
-    magnitude = np.abs(query)
-    large = sign_codes((magnitude >= np.median(magnitude))[None].astype(np.float32))[0]
+    codes = sign_codes(query[None])[0][:, None]
+    large = sign_codes(_larger_half(query)[None].astype(np.float32))[0][:, None]
     block = min(size, _BLOCK)
-    word = np.empty(block, dtype=np.uint64)
-    ones = np.empty(block, dtype=np.uint8)
-    distance = np.zeros(size, dtype=np.uint16)
+    word = np.empty((WORDS, block), dtype=np.uint64)
+    ones = np.empty((2, WORDS, block), dtype=np.uint8)  # each at most 64: sums fit uint16
+    distance = np.empty(size, dtype=np.uint16)
     for start in range(0, size, block):  # a block's temporaries stay in the CPU's cache
         end = min(size, start + block)
         n = end - start
-        total = distance[start:end]
-        for w in range(WORDS):
-            np.bitwise_xor(signs[w, start:end], codes[w], out=word[:n])
-            np.bitwise_count(word[:n], out=ones[:n])
-            np.add(total, ones[:n], out=total)
-            np.bitwise_and(word[:n], large[w], out=word[:n])
-            np.bitwise_count(word[:n], out=ones[:n])
-            np.add(total, ones[:n], out=total)
+        differ = word[:, :n]
+        np.bitwise_xor(signs[:, start:end], codes, out=differ)
+        np.bitwise_count(differ, out=ones[0, :, :n])
+        np.bitwise_and(differ, large, out=differ)
+        np.bitwise_count(differ, out=ones[1, :, :n])
+        ones[:, :, :n].sum(axis=(0, 1), dtype=np.uint16, out=distance[start:end])
     histogram = np.cumsum(np.bincount(distance, minlength=2 * DIM + 1))
     cutoff = int(np.searchsorted(histogram, count))
     return np.flatnonzero(distance <= cutoff)
+
+
+def _larger_half(query: Vectors) -> npt.NDArray[np.bool_]:
+    """The components at or above the median magnitude (np.median's value, found by a
+    partition: a quarter of its cost)."""
+    magnitude = np.abs(query)
+    middle = np.partition(magnitude, (DIM // 2 - 1, DIM // 2))[DIM // 2 - 1 : DIM // 2 + 1]
+    result: npt.NDArray[np.bool_] = magnitude >= middle.mean()
+    return result
 
 
 def release_free_memory() -> None:
