@@ -11,10 +11,13 @@ Only the daemon imports this module (never a CLI command: numpy alone costs ~0.1
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import importlib.util
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,26 @@ def _layer_norm(x: _F, weight: _F, bias: _F) -> _F:
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     out: _F = ((x - mean) / np.sqrt(var + _EPS) * weight + bias).astype(np.float32)
     return out
+
+
+_TRIM_AFTER_PIECES = 1024
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim from the process's own symbols; None elsewhere (musl, macOS)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _trim_heap() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def load_weights(directory: Path | None = None, verify: bool = True) -> dict[str, Any]:
@@ -172,7 +195,12 @@ class MiniLM:
     def _pooled(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int32]) -> Vectors:
         inputs = {"embedded": embedded(self._w, ids), "mask": mask}
         hidden: _F = self._session.run(None, inputs)[0]
-        return pooled(hidden, mask.astype(np.float32))
+        vectors = pooled(hidden, mask.astype(np.float32))
+        if ids.size > _TRIM_AFTER_PIECES:
+            # onnxruntime's buffers for a batch are freed to the C heap, which kept them (a batch
+            # of 32 long turns: about 100 MB); numpy's were mapped and unmapped
+            _trim_heap()
+        return vectors
 
 
 def reference_hidden(w: dict[str, Any], ids: npt.NDArray[np.int64], mask: _F) -> _F:
