@@ -8,7 +8,8 @@ Reports CPU per question (time.thread_time, the questions and statements of reca
 each runtime in turn on each question), CPU per stored turn (128-word-piece texts in batches
 of 32), the cosine of each runtime's vectors to the reference's, and the time to build each
 session.
-`--rss R` instead loads runtime R alone in this process and prints its RSS after a few texts.
+`--rss R` instead loads runtime R alone in this process and prints its RSS after a few batches
+(the C heap trimmed) and its peak.
 Usage: python benchmarks/bench_embed.py [--repeat 3] [--texts 1000]
        python benchmarks/bench_embed.py --rss numpy|ort-fp32|ort-int8-blocks
 """
@@ -165,6 +166,7 @@ def rss(name: str) -> None:
     for _ in range(3):
         encode([f"{t.user} {t.assistant}" * 4 for t in story().turns[:32]])
         encode(["Which port does the staging database listen on?"])
+    e._trim_heap()  # as MiniLM does after a batch, and the daemon after loading
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     print(f"{name}: RSS {status['VmRSS'].strip()}, peak {status['VmHWM'].strip()}")
 
