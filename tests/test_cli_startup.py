@@ -69,7 +69,14 @@ def test_logs_reads_the_store_without_heavy_packages() -> None:
 
 
 # The embedding runtime is the daemon's: a memory command searches by words only.
-EMBEDDING_RUNTIME = ("numpy", "safetensors", "tokenizers", "memproxy_cli.memory.embeddings")
+EMBEDDING_RUNTIME = (
+    "numpy",
+    "safetensors",
+    "tokenizers",
+    "onnxruntime",
+    "memproxy_cli.memory.embeddings",
+    "memproxy_cli.memory.embeddings_onnx",
+)
 
 
 @pytest.mark.parametrize("args", [("search", "staging port"), ("list",)])

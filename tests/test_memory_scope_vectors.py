@@ -100,12 +100,20 @@ def test_half_precision_word_embeddings_change_cosines_by_less_than_a_thousandth
 ) -> None:
     from safetensors.numpy import load_file
 
+    from memproxy_cli.memory.embeddings import load_weights, pooled, reference_hidden
+
     texts = ["My dog is called Biscuit.", "What is my pet called?", "Run ruff in CI."]
-    half = model.encode(texts)
     name = "embeddings.word_embeddings.weight"
-    assert model._w[name].dtype == np.float16
-    model._w[name] = load_file(str(model_dir() / "model.safetensors"))[name]
-    full = model.encode(texts)
+    assert model._w[name].dtype == np.float16  # what the runtime reads
+    # The table's own effect, on the float32 reference encoder (the int8 runtime's rounding
+    # would add its own: test_embeddings_runtime.py bounds that).
+    weights = load_weights()
+    encodings = model._tokenizer.encode_batch(texts)
+    ids = np.array([e.ids for e in encodings], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+    half = pooled(reference_hidden(weights, ids, mask), mask)
+    weights[name] = load_file(str(model_dir() / "model.safetensors"))[name]
+    full = pooled(reference_hidden(weights, ids, mask), mask)
     assert np.abs(half @ half.T - full @ full.T).max() < 1e-3
 
 
