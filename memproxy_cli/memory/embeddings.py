@@ -11,13 +11,10 @@ Only the daemon imports this module (never a CLI command: numpy alone costs ~0.1
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import hashlib
 import importlib.util
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +26,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import numpy.typing as npt
+
+from memproxy_cli.memory.heap import release_free_memory
 
 if TYPE_CHECKING:
     from memproxy_cli.memory.embeddings_onnx import Kind
@@ -90,23 +89,6 @@ def _layer_norm(x: _F, weight: _F, bias: _F) -> _F:
 
 
 _TRIM_AFTER_PIECES = 1024
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    """glibc's malloc_trim from the process's own symbols; None elsewhere (musl, macOS)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def _trim_heap() -> None:
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def load_weights(directory: Path | None = None, verify: bool = True) -> dict[str, Any]:
@@ -199,7 +181,7 @@ class MiniLM:
         if ids.size > _TRIM_AFTER_PIECES:
             # onnxruntime's buffers for a batch are freed to the C heap, which kept them (a batch
             # of 32 long turns: about 100 MB); numpy's were mapped and unmapped
-            _trim_heap()
+            release_free_memory()
         return vectors
 
 

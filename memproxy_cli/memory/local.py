@@ -178,12 +178,8 @@ class LocalMemoryBackend:
         """The embedder thread: load the model, then embed what has no vector, when woken."""
         try:
             from memproxy_cli.memory.embeddings import MiniLM
-            from memproxy_cli.memory.scope_vectors import (
-                COUNT_SQL,
-                LOAD_SQL,
-                ScopeVectors,
-                release_free_memory,
-            )
+            from memproxy_cli.memory.heap import release_free_memory
+            from memproxy_cli.memory.scope_vectors import COUNT_SQL, LOAD_SQL, ScopeVectors
 
             model = MiniLM()
             release_free_memory()  # the weights as read, before they were transposed

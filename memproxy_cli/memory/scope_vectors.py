@@ -21,18 +21,16 @@ deleted or changed, by any process, drops every scope's codes (they are loaded a
 from __future__ import annotations
 
 import ctypes
-import functools
-import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from memproxy_cli.memory.embeddings import DIM, Vectors
+from memproxy_cli.memory.heap import release_free_memory
 
 LOAD_SQL = (
     "SELECT rowid, embedding FROM memories WHERE scope = ? AND embedding IS NOT NULL ORDER BY rowid"
@@ -245,22 +243,6 @@ def _larger_half(query: Vectors) -> npt.NDArray[np.bool_]:
     middle = np.partition(magnitude, (DIM // 2 - 1, DIM // 2))[DIM // 2 - 1 : DIM // 2 + 1]
     result: npt.NDArray[np.bool_] = magnitude >= middle.mean()
     return result
-
-
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc keeps what a load's temporary
-    buffers freed: about 15 MB after a 100k-memory scope, 20 MB after the model)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    """glibc's malloc_trim from the running process's own symbols; None elsewhere (musl,
-    macOS)."""
-    if not sys.platform.startswith("linux"):
-        return None
     try:
         return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
