@@ -217,7 +217,8 @@ class ObservabilityConfig(_Model):
         le=65535,
         description=(
             "Also serve GET /metrics on this port of server.host, and nothing else there; it asks "
-            "for no key, so keep it where only your Prometheus reaches. /metrics on the main "
+            "for no key, so keep it where only your Prometheus reaches (on loopback it refuses a "
+            "foreign Host or Origin, as the main listener does). /metrics on the main "
             "listener stays behind the master key (or local token). Read at start."
         ),
     )

@@ -119,6 +119,26 @@ async def test_main_listener_metrics_need_the_master_key(
     assert MASTER_KEY not in text and MASTER_KEY not in port_text
 
 
+async def test_the_metrics_port_refuses_what_a_web_page_sends(fake: FakeProvider) -> None:
+    """The metrics port asks for no key, so on loopback it refuses a foreign Host name (DNS
+    rebinding) and a foreign Origin, as the main listener does; Prometheus's own scrape passes."""
+    metrics_port = free_port()
+    config = config_for(fake.base, observability={"metrics_port": metrics_port})
+    base = f"http://127.0.0.1:{metrics_port}"
+    async with running_gateway(config, litellm=False):
+        rebound = await scrape(base, {"Host": f"attacker.example:{metrics_port}"})
+        foreign = await scrape(base, {"Origin": "https://attacker.example"})
+        fetched = await scrape(base, {"Sec-Fetch-Site": "cross-site"})
+        named = await scrape(f"http://localhost:{metrics_port}")
+        plain = await scrape(base)
+    for status, text in (rebound, foreign, fetched):
+        assert status == 403
+        assert "memproxy_requests_total" not in text
+    assert "attacker.example" in rebound[1]
+    assert named[0] == 200 and plain[0] == 200
+    assert "# TYPE memproxy_requests_total counter" in plain[1]
+
+
 def test_free_form_models_and_clients_are_bucketed() -> None:
     metrics = GatewayMetrics(known_models=["configured-model"])
     for i in range(MAX_MODELS + 40):

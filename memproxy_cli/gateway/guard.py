@@ -30,6 +30,20 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def web_page_refusal(request: web.Request) -> tuple[str, str | None] | None:
+    """Why a request to a loopback listener looks sent by a web page (message, code), or None.
+
+    DNS rebinding: a page must not reach a loopback port under a foreign name; and a page may
+    send simple requests to loopback ports, but it is no tool of the user's."""
+    host = _host_name(request.host or "")
+    if host not in LOOPBACK_HOSTS:
+        return f"Host {host!r} is not allowed", None
+    refusal = cross_site_refusal(request.headers)
+    if refusal is not None:
+        return refusal, "cross_site_request"
+    return None
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     headers = request.headers
@@ -42,14 +56,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     server = state.config.server
     loopback = server.host in LOOPBACK_HOSTS
     if loopback:
-        # DNS rebinding: a web page must not reach the loopback gateway under a foreign name.
-        host = _host_name(request.host or "")
-        if host not in LOOPBACK_HOSTS:
-            return _refuse(request, 403, f"Host {host!r} is not allowed")
-        # A web page may send simple requests to loopback ports; it is no tool of the user's.
-        refusal = cross_site_refusal(headers)
-        if refusal is not None:
-            return _refuse(request, 403, refusal, "cross_site_request")
+        refused = web_page_refusal(request)
+        if refused is not None:
+            return _refuse(request, 403, *refused)
     token = state.local_token if loopback else None  # off loopback only the master key counts
     # An unresolved master key (`os.environ/NAME` with NAME unset) still requires a credential.
     if (server.master_key or token) and request.path not in _OPEN_PATHS:

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
+from memproxy_cli.config import LOOPBACK_HOSTS
+from memproxy_cli.gateway.guard import Handler, web_page_refusal
 from memproxy_cli.gateway.resources import MEMORY, OBSERVER, RECORDER, SESSIONS
 from memproxy_cli.gateway.state import STATE
 from memproxy_cli.observability.metrics import CONTENT_TYPE, GatewayMetrics, Sample
@@ -45,12 +47,23 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
+@web.middleware
+async def _metrics_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The metrics port asks for no key; on loopback it still refuses what a web page sends
+    (a foreign Host name, a foreign Origin), as the main listener does."""
+    refused = web_page_refusal(request)
+    if refused is not None:
+        return web.Response(status=403, text=refused[0] + "\n")
+    return await handler(request)
+
+
 async def _metrics_site(app: web.Application, observer: Observer) -> web.AppRunner | None:
     state = app[STATE]
     port = state.config.observability.metrics_port
     if port is None:
         return None
-    only = web.Application()
+    loopback = state.config.server.host in LOOPBACK_HOSTS
+    only = web.Application(middlewares=[_metrics_guard] if loopback else [])
     only[OBSERVER] = observer
     only.router.add_get("/metrics", metrics)
     runner = web.AppRunner(only, access_log=None)
