@@ -20,7 +20,7 @@ class LocalMemoryConfig(_Model):
         True,
         description=(
             "Recall by meaning as well as by words, with the packaged all-MiniLM-L6-v2 model "
-            "(the daemon loads it in the background; about 135 MB of memory). false: words only."
+            "(the daemon loads it in the background; about 120 MB of memory). false: words only."
         ),
     )
 
