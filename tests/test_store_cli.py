@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import typer
@@ -157,20 +160,60 @@ def test_sqlite_cli_imports_nothing_heavy(paths: Paths) -> None:
         assert "HEAVY \n" in err, err
 
 
+def _line(stream: IO[str], timeout: float = 60.0) -> str:
+    """The stream's next line, or a failure after `timeout` (never a hung test)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"no line within {timeout} s") from None
+
+
 def test_follow_prints_new_rows_as_json_lines_until_ctrl_c(paths: Paths) -> None:
     _write(None, paths, [make_row(request_id="before")])
     proc = _cli("logs", "--follow", "--json", "--project", "alpha")
     assert proc.stdout is not None
     try:
-        assert json.loads(proc.stdout.readline())["request_id"] == "before"
+        assert json.loads(_line(proc.stdout))["request_id"] == "before"
         _write(None, paths, [make_row(request_id="other", project="beta")])
         _write(None, paths, [make_row(request_id="after")])
-        assert json.loads(proc.stdout.readline())["request_id"] == "after"
+        assert json.loads(_line(proc.stdout))["request_id"] == "after"
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert rest == ""
+
+
+def test_follow_never_skips_a_row_written_while_it_prints_the_first_ones(
+    paths: Paths, memproxy_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row stored between the first read and the follow loop is printed by the loop."""
+    _write(None, paths, [make_row(request_id="before")])
+    queries = logs_cmds.open_store()
+    recent = queries.recent_rows
+
+    def read_then_a_row_arrives(n: int, **filters: object) -> list[dict[str, object]]:
+        rows = recent(n, **filters)  # type: ignore[arg-type]
+        _write(None, paths, [make_row(request_id="meanwhile")])
+        return rows
+
+    monkeypatch.setattr(queries, "recent_rows", read_then_a_row_arrives)
+    monkeypatch.setattr(logs_cmds, "open_store", lambda: queries)
+    printed: list[str] = []
+    monkeypatch.setattr(output, "json_line", lambda row: printed.append(row["request_id"]))
+    polls = iter([None])
+
+    def poll(_seconds: float) -> None:
+        if next(polls, "stop") == "stop":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(logs_cmds.time, "sleep", poll)
+    logs_cmds.logs(
+        n=20, follow=True, project=None, model=None, status=None, since=None, as_json=True
+    )
+    assert printed == ["before", "meanwhile"]
 
 
 def test_logs_fit_80_columns_without_cutting_names(memproxy_home: Path) -> None:

@@ -108,6 +108,9 @@ def logs(
         "status": status,
         "since": since_ts(since),
     }
+    # The store's newest id before the rows: a row written after it is either among `rows` or
+    # printed by the loop (read after printing, it could skip a row written meanwhile).
+    head = queries.last_id() if follow else 0
     rows = queries.recent_rows(n, **filters)
     if not follow:
         if as_json:
@@ -117,7 +120,7 @@ def logs(
         return
     emit = _json_lines if as_json else render_rows
     emit(rows)
-    last_id = max([int(r["id"]) for r in rows] + [queries.last_id()])
+    last_id = max([int(r["id"]) for r in rows] + [head])
     try:
         while True:
             time.sleep(FOLLOW_POLL_S)
