@@ -20,7 +20,6 @@ deleted or changed, by any process, drops every scope's codes (they are loaded a
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
@@ -243,7 +242,3 @@ def _larger_half(query: Vectors) -> npt.NDArray[np.bool_]:
     middle = np.partition(magnitude, (DIM // 2 - 1, DIM // 2))[DIM // 2 - 1 : DIM // 2 + 1]
     result: npt.NDArray[np.bool_] = magnitude >= middle.mean()
     return result
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
