@@ -4,7 +4,7 @@ A float32 matrix of a 100k-memory scope is 150 MB, and an exact scan of it costs
 one core (it is memory-bound). Here each vector is kept twice, compressed:
 
 - its 384 signs as six 64-bit words (48 bytes): a distance between sign codes (Hamming, with
-  the query's larger components counted twice) orders the whole scope in about 1 ms at 100k
+  the query's larger components counted twice) orders the whole scope in 1 to 1.5 ms at 100k
   (XOR, AND and popcount, word by word);
 - int8 components with one float32 scale (388 bytes): the nearest 3% by Hamming distance are
   ranked again by the int8 cosine, which is within about 0.01 of the exact one.
