@@ -11,9 +11,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from memproxy_cli.memory import scope_vectors
 from memproxy_cli.memory.embeddings import DIM, MAX_QUERY_TOKENS, MiniLM, model_dir
 from memproxy_cli.memory.local import LocalMemoryBackend
-from memproxy_cli.memory.scope_vectors import SHORTLIST_MIN, ScopeVectors
+from memproxy_cli.memory.scope_vectors import (
+    SHORTLIST_MIN,
+    ScopeVectors,
+    _larger_half,
+    int8_codes,
+    sign_codes,
+)
 
 Matrix = npt.NDArray[np.float32]
 
@@ -128,3 +135,83 @@ def test_a_question_asked_again_is_not_embedded_again(tmp_path: Path) -> None:
         assert other is not None and other is not first
     finally:
         store.shutdown_sync()
+
+
+def reference_distances(vectors: Matrix, query: Matrix) -> npt.NDArray[np.int64]:
+    """The weighted sign distance from the signs themselves: each differing sign counts once,
+    twice where the query's component is among its larger half."""
+    weights = np.where(_larger_half(query), 2, 1)
+    differ = (vectors > 0) != (query > 0)
+    out: npt.NDArray[np.int64] = (differ * weights).sum(axis=1)
+    return out
+
+
+def reference_cutoff(distance: npt.NDArray[np.integer], count: int) -> npt.NDArray[np.intp]:
+    """Every position up to the smallest distance that keeps at least `count`."""
+    ordered = np.sort(distance)
+    cutoff = ordered[min(count, len(distance)) - 1]
+    return np.flatnonzero(distance <= cutoff)
+
+
+def codes_of(vectors: Matrix) -> npt.NDArray[np.uint64]:
+    signs: npt.NDArray[np.uint64] = np.ascontiguousarray(sign_codes(vectors).T)
+    return signs
+
+
+def test_sign_distances_are_the_weighted_count_of_differing_signs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    vectors = unit(rng, 2_500)
+    for block in (1_000, 4_096):  # blocks that do and do not divide the scope
+        monkeypatch.setattr(scope_vectors, "_BLOCK", block)
+        for query in unit(rng, 5):
+            found = scope_vectors._sign_distances(codes_of(vectors), len(vectors), query)
+            assert found.tolist() == reference_distances(vectors, query).tolist()
+    # The largest distance (every sign differs) still fits.
+    query = unit(rng, 1)[0]
+    worst = scope_vectors._sign_distances(codes_of(-query[None]), 1, query)
+    assert int(worst[0]) == DIM + DIM // 2
+
+
+@pytest.mark.parametrize("size", [500, 20_000, 100_000])
+@pytest.mark.parametrize("count", [1, 1_000, 3_000, 19_999])
+def test_the_cutoff_keeps_what_a_whole_histogram_keeps_ties_included(size: int, count: int) -> None:
+    rng = np.random.default_rng(size + count)
+    spread = rng.normal(288, 15, size).clip(0, 2 * DIM)  # as sign distances are: many ties
+    distance = np.rint(spread).astype(np.uint16)
+    found = scope_vectors._within_cutoff(distance, count)
+    assert found.tolist() == reference_cutoff(distance, count).tolist()
+    assert len(found) >= min(count, size)
+
+
+def test_the_cutoff_is_exact_when_the_sample_misleads_it() -> None:
+    rng = np.random.default_rng(5)
+    for near, far in ((100, 600), (600, 100)):  # the guess is too short, then too long
+        distance = rng.integers(far, far + 20, 50_000).astype(np.uint16)
+        distance[:: scope_vectors._SAMPLE] = near  # every sampled code is where the others are not
+        for count in (10, 3_000, 4_000, 45_000, 50_000, 60_000):
+            found = scope_vectors._within_cutoff(distance, count)
+            assert found.tolist() == reference_cutoff(distance, count).tolist()
+    same = np.full(30_000, 7, dtype=np.uint16)  # one distance: every code is at the cut-off
+    assert len(scope_vectors._within_cutoff(same, 900)) == 30_000
+
+
+def test_the_shortlist_is_the_reference_one_on_random_codes() -> None:
+    rng = np.random.default_rng(6)
+    vectors = unit(rng, 40_000)
+    signs = codes_of(vectors)
+    for query in unit(rng, 4):
+        found = scope_vectors._nearest_signs(signs, len(vectors), query, 1_200)
+        expected = reference_cutoff(reference_distances(vectors, query), 1_200)
+        assert found.tolist() == expected.tolist()
+
+
+def test_int8_cosines_are_the_int8_codes_dot_the_query() -> None:
+    rng = np.random.default_rng(7)
+    small, _ = int8_codes(unit(rng, 3_000))
+    query = unit(rng, 1)[0]
+    shortlist = np.sort(rng.choice(3_000, 2 * scope_vectors._CHUNK + 37, replace=False))
+    found = scope_vectors._int8_cosines(small, shortlist, query)
+    expected = small[shortlist].astype(np.float32) @ query
+    assert np.allclose(found, expected, rtol=0, atol=1e-4)
