@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memproxy_cli.memory import local_search
+from memproxy_cli.memory import fts_bm25, local_search
 from memproxy_cli.memory.backend import Turn
 from memproxy_cli.memory.fts_bm25 import common_term, totals, varints
 from memproxy_cli.memory.local import LocalMemoryBackend
@@ -138,3 +138,11 @@ def test_a_common_term_stored_a_moment_ago_is_found(store: LocalMemoryBackend) -
     assert ids(store, "p", "kafka")  # counts remembered: kafka is common
     (new,) = add(store, "p", "kafka moved to the new cluster", at=1500.0)
     assert new in ids(store, "p", "kafka")
+
+
+@pytest.mark.parametrize("sql", [fts_bm25._RANKED_SQL, fts_bm25._SHORTEST_SQL])
+def test_a_match_scope_comes_from_the_index_not_its_row(
+    store: LocalMemoryBackend, sql: str
+) -> None:
+    plan = reader(store).execute("EXPLAIN QUERY PLAN " + sql, ('"x"', "p", 1, 1)).fetchall()
+    assert "COVERING INDEX memories_scope_of" in " ".join(str(step[-1]) for step in plan)

@@ -29,11 +29,13 @@ _MIN_IDF = 1e-6  # as FTS5's bm25(): a term held by more than half the store sti
 _TOTALS_SQL = "SELECT block FROM memories_fts_data WHERE id = 1"
 
 # CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows); the
-# inner query walks the matches newest first and stops after the window.
+# inner query walks the matches newest first and stops after the window. Each match's scope is
+# read from `memories_scope_of` (local_schema.m005), not from its row.
 _RANKED_SQL = """
 SELECT rowid, score FROM (
     SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score
-    FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+    FROM memories_fts CROSS JOIN memories AS m INDEXED BY memories_scope_of
+        ON m.rowid = memories_fts.rowid
     WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
 ) ORDER BY score LIMIT ?
 """
@@ -42,7 +44,8 @@ SELECT rowid, score FROM (
 _SHORTEST_SQL = """
 SELECT rowid, sz FROM (
     SELECT memories_fts.rowid AS rowid, d.sz AS sz
-    FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+    FROM memories_fts CROSS JOIN memories AS m INDEXED BY memories_scope_of
+        ON m.rowid = memories_fts.rowid
         CROSS JOIN memories_fts_docsize AS d ON d.id = m.rowid
     WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
 ) ORDER BY length(sz), sz, rowid DESC LIMIT ?

@@ -128,12 +128,20 @@ def m004_fact_of(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_scope_of_rowid(conn: sqlite3.Connection) -> None:
+    """Each memory's scope by rowid in an index of its own: recall checks the scope of each
+    full-text match it ranks, and a row read for it (with its 1.5 KB embedding) is a page per
+    match (about 2 us each at 100k memories, against 0.1 to 0.2 us from this index)."""
+    conn.execute("CREATE INDEX IF NOT EXISTS memories_scope_of ON memories (rowid, scope)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_turn_parts_and_vectors,
     m003_unlabeled_text,
     m004_fact_of,
+    m005_scope_of_rowid,
 )
 
 
