@@ -77,12 +77,30 @@ def test_common_term_scores_are_fts5_bm25_for_single_mentions(store: LocalMemory
     assert list(got) == sorted(got, key=lambda r: got[r])  # best first
 
 
-def test_common_term_orders_by_length_across_varint_sizes(store: LocalMemoryBackend) -> None:
+@pytest.mark.parametrize("stored_before", [False, True])
+def test_common_term_orders_by_length_across_varint_sizes(
+    store: LocalMemoryBackend, stored_before: bool
+) -> None:
     lengths = [300, 5, 128, 127, 20000, 129, 16384]
     add(store, "p", *(" ".join(["kafka"] + ["word"] * (n - 2)) for n in lengths))
-    got = common_term(reader(store), "p", "kafka", len(lengths), 10, 10)
+    conn = reader(store)
+    if stored_before:  # rows from before m005: the length from the text index
+        conn.execute("UPDATE memories SET words = NULL")
+    got = common_term(conn, "p", "kafka", len(lengths), 10, 10)
     by_length = sorted(range(len(lengths)), key=lambda i: lengths[i])
     assert list(got) == [i + 1 for i in by_length]  # rowids from 1, in the order added
+
+
+@pytest.mark.parametrize(
+    "text", ["kafka", "Kafka, the queue (v2.1)!", "naïve café_au_lait 北京 1/2", "a\nb\tc", ""]
+)
+def test_a_stored_length_is_the_text_index_length(store: LocalMemoryBackend, text: str) -> None:
+    store._add_batch([("p", Turn(user=text, assistant="ok"))])
+    conn = reader(store)
+    words, size = conn.execute(
+        "SELECT m.words, d.sz FROM memories AS m JOIN memories_fts_docsize AS d ON d.id = m.rowid"
+    ).fetchone()
+    assert words == varints(size)[0]
 
 
 def test_common_term_ties_go_to_the_newest(store: LocalMemoryBackend) -> None:
@@ -144,5 +162,7 @@ def test_a_common_term_stored_a_moment_ago_is_found(store: LocalMemoryBackend) -
 def test_a_match_scope_comes_from_the_index_not_its_row(
     store: LocalMemoryBackend, sql: str
 ) -> None:
-    plan = reader(store).execute("EXPLAIN QUERY PLAN " + sql, ('"x"', "p", 1, 1)).fetchall()
+    named = {"match": '"x"', "scope": "p", "window": 1, "limit": 1, "bytes": b""}
+    params = named if ":match" in sql else ('"x"', "p", 1, 1)
+    plan = reader(store).execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     assert "COVERING INDEX memories_scope_of" in " ".join(str(step[-1]) for step in plan)

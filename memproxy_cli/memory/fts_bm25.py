@@ -7,8 +7,9 @@ ranked match. So bm25() ranks only terms whose matches fit the caller's budget (
 doclists it reads are as short as that), and a single term with more matches is ranked without
 it (`common_term`). With one term, BM25 (k1 = 1.2, b = 0.75) orders the matches by their
 length alone (shortest first; the term's weight scales every score alike) and a memory's
-length is in the index's `docsize` table (a varint of tokens, one lookup per ranked match), so
-the term's newest matches in the scope are ordered by it and only the best are scored:
+length in tokens is kept with its scope in an index by rowid (`words`, local_schema.m005; the
+text index's `docsize` table for a row stored before), so the term's newest matches in the
+scope are ordered by it and only the best are scored:
 `-idf * (k1 + 1) / (1 + k1 * (1 - b + b * length / average length))`, with the store's size
 and average length from the index's totals (one small record) and idf from the caller's count.
 Unlike bm25(), it counts the term once per memory: an answer that echoes the question's word
@@ -18,6 +19,7 @@ ranks no higher for it.
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 
 from memproxy_cli.memory.fts_query import term_expression
@@ -39,17 +41,38 @@ SELECT rowid, score FROM (
     WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
 ) ORDER BY score LIMIT ?
 """
-# A varint is ordered as its value by its length, then its bytes (the shortest encoding is
-# always written, and the bytes are big-endian).
+# A memory's length: `words` (m005), or for a row stored before, the varint of tokens in the
+# index's `docsize` (one column), decoded for up to 3 bytes (instr(_BYTES, one byte) is its
+# value; a longer one is taken as 2**21 tokens).
 _SHORTEST_SQL = """
-SELECT rowid, sz FROM (
-    SELECT memories_fts.rowid AS rowid, d.sz AS sz
+SELECT rowid, words FROM (
+    SELECT memories_fts.rowid AS rowid, coalesce(m.words, (
+        SELECT CASE length(d.sz)
+            WHEN 1 THEN instr(:bytes, substr(d.sz, 1, 1))
+            WHEN 2 THEN (instr(:bytes, substr(d.sz, 1, 1)) - 128) * 128
+                + instr(:bytes, substr(d.sz, 2, 1))
+            WHEN 3 THEN ((instr(:bytes, substr(d.sz, 1, 1)) - 128) * 128
+                + instr(:bytes, substr(d.sz, 2, 1)) - 128) * 128 + instr(:bytes, substr(d.sz, 3, 1))
+            ELSE 2097152 END
+        FROM memories_fts_docsize AS d WHERE d.id = m.rowid)) AS words
     FROM memories_fts CROSS JOIN memories AS m INDEXED BY memories_scope_of
         ON m.rowid = memories_fts.rowid
-        CROSS JOIN memories_fts_docsize AS d ON d.id = m.rowid
-    WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
-) ORDER BY length(sz), sz, rowid DESC LIMIT ?
+    WHERE memories_fts MATCH :match AND m.scope = :scope
+    ORDER BY memories_fts.rowid DESC LIMIT :window
+) ORDER BY words, rowid DESC LIMIT :limit
 """
+# Byte i - 1 is i.
+_BYTES = bytes(range(1, 256))
+# ASCII letters and digits kept, every other ASCII character a space (what `_TOKEN` splits).
+_ASCII_TOKENS = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(128)
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def token_count(text: str) -> int:
+    """How many tokens the text index makes of `text`: runs of letters and digits."""
+    if text.isascii():
+        return len(text.encode().translate(_ASCII_TOKENS).split())
+    return len(_TOKEN.findall(text))
 
 
 def varints(data: bytes) -> list[int]:
@@ -103,9 +126,14 @@ def common_term(
     if rows <= 0:
         return {}
     weight = idf(rows, min(holding, rows)) * (K1 + 1.0)
-    found = conn.execute(_SHORTEST_SQL, (term_expression(term), scope, window, limit))
+    params = {
+        "match": term_expression(term),
+        "scope": scope,
+        "window": window,
+        "limit": limit,
+        "bytes": _BYTES,
+    }
     scores: dict[int, float] = {}
-    for rowid, size in found:
-        length = varints(size)[0] if size else average
+    for rowid, length in conn.execute(_SHORTEST_SQL, params):
         scores[int(rowid)] = -weight / (1.0 + K1 * (1.0 - B + B * length / average))
     return scores
