@@ -9,7 +9,13 @@ whole recall of a question never asked before (its embedding included), the same
 again (its vector kept), then each stage apart (embedding, full text, vector candidates, rows
 and exact cosines; the rest of a recall is fusion and newest-wins), and the process's RSS
 with the model and every vector loaded.
+The questions are plain ones made of the stored turns' words, each asked once (`plain_question`):
+their rarest word matches thousands of memories at 100k. With --numbered, each of ten questions
+ends in a number instead (`(17)`, the benchmark's questions before), which is rarer than their
+words and makes the full text cheap. With --compare-fts5-bm25, the full-text stage is also timed
+with FTS5's bm25() over the same window (the design before fts_bm25.py), alternating with it.
 Usage: python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--queries 300] [--hybrid]
+           [--numbered] [--compare-fts5-bm25]
 """
 
 from __future__ import annotations
@@ -90,6 +96,29 @@ QUESTIONS = (
     "is there a feature flag?",
 )
 
+TEMPLATES = (
+    "what does {subject} use?",
+    "why was {subject} moved to {tech}?",
+    "does {subject} still depend on {tech}?",
+    "how is {subject} tested with {tech}?",
+    "what did we decide about {subject} and {tech}?",
+)
+
+
+def plain_question(i: int) -> str:
+    """The `i`-th of 1,260 distinct questions made of the stored turns' words."""
+    template = TEMPLATES[i % len(TEMPLATES)]
+    subject = SUBJECTS[(i // len(TEMPLATES)) % len(SUBJECTS)]
+    tech = TECH[(i // (len(TEMPLATES) * len(SUBJECTS))) % len(TECH)]
+    return template.format(subject=subject.removeprefix("the "), tech=tech)
+
+
+def question_of(i: int, numbered: bool) -> str:
+    """A question never asked before in a run: plain, or one of `QUESTIONS` ending in `(i)`."""
+    if numbered:
+        return f"{QUESTIONS[i % len(QUESTIONS)]} ({i})"
+    return plain_question(i)
+
 
 def turn(rng: random.Random, i: int, now: float) -> Turn:
     subject, verb, tech, extra = (rng.choice(x) for x in (SUBJECTS, VERBS, TECH, EXTRAS))
@@ -133,10 +162,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--hybrid", action="store_true", help="with vectors and the model")
+    parser.add_argument("--numbered", action="store_true", help="questions ending in (i)")
+    parser.add_argument(
+        "--compare-fts5-bm25", action="store_true", help="also time FTS5's bm25() (before)"
+    )
     args = parser.parse_args()
     if args.hybrid:
         for size in (int(s) for s in args.sizes.split(",")):
-            hybrid(size, args.queries)
+            hybrid(size, args.queries, args.numbered, args.compare_fts5_bm25)
         return
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -197,7 +230,48 @@ def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     return result, (time.thread_time() - t0) * 1000
 
 
-def recall_figures(store: LocalMemoryBackend, queries: int) -> dict[str, list[float]]:
+# The full-text stage before fts_bm25.py: FTS5's bm25() over the scope's newest matches.
+_FTS5_BM25_SQL = """
+SELECT rowid, score FROM (
+    SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score
+    FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
+    WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
+) ORDER BY score LIMIT ?
+"""
+
+
+def fts5_bm25_lexical(search: Any, conn: Any, scope: str, terms: list[str]) -> dict[int, float]:
+    """`LocalSearch._lexical` as it was with FTS5's bm25(): the same terms, the same window."""
+    from memproxy_cli.memory import local_search
+    from memproxy_cli.memory.fts_query import match_expression
+
+    chosen: list[str] = []
+    total = 0
+    for hits, term in sorted((search._term_hits(conn, t), t) for t in terms):
+        if not hits or (chosen and total + hits > local_search.MATCH_BUDGET):
+            continue
+        chosen.append(term)
+        total += hits
+    expression = match_expression(chosen)
+    if expression is None:
+        return {}
+    window, limit = local_search.RANK_WINDOW, local_search.CANDIDATES
+    return dict(conn.execute(_FTS5_BM25_SQL, (expression, scope, window, limit)))
+
+
+def _with_fts5_bm25(store: LocalMemoryBackend, question: str) -> float:
+    """CPU ms of a recall of `question` with `fts5_bm25_lexical` as its full-text stage."""
+    search = store._search
+    setattr(search, "_lexical", lambda *args: fts5_bm25_lexical(search, *args))  # noqa: B010
+    try:
+        return timed(store.search_sync, "bench", question, 5)[1]
+    finally:
+        delattr(search, "_lexical")
+
+
+def recall_figures(
+    store: LocalMemoryBackend, queries: int, numbered: bool = False, compare: bool = False
+) -> dict[str, list[float]]:
     """CPU ms per recall and per stage, on a reader thread with its own connection, as the
     gateway's recall runs (the executor hop itself is not counted)."""
     import json
@@ -217,16 +291,34 @@ def recall_figures(store: LocalMemoryBackend, queries: int) -> dict[str, list[fl
         for q in QUESTIONS:
             store.search_sync("bench", q, 5)  # warm: pages, term counts; these are now kept
         for i in range(queries):
-            question = f"{QUESTIONS[i % len(QUESTIONS)]} ({i})"  # never asked before
+            question = question_of(i, numbered)  # never asked before
             add("recall, new question", timed(store.search_sync, "bench", question, 5)[1])
-            add("recall, question asked again", timed(store.search_sync, "bench", question, 5)[1])
+            again = timed(store.search_sync, "bench", question, 5)[1]
+            if compare:  # the same recall with the full text as it was, alternately first
+                with_bm25 = _with_fts5_bm25(store, question)
+                if i % 2:
+                    add("recall asked again, FTS5 bm25()", with_bm25)
+                    add(
+                        "recall, question asked again",
+                        timed(store.search_sync, "bench", question, 5)[1],
+                    )
+                else:
+                    add("recall, question asked again", again)
+                    add("recall asked again, FTS5 bm25()", with_bm25)
+            else:
+                add("recall, question asked again", again)
             vector, ms = timed(model.encode_query, f"{question}.")
             add("  embed the question", ms)
             conn.execute("BEGIN")
             try:
                 terms = query_terms(question)
+                args = (search, conn, "bench", terms)
+                if compare and i % 2:
+                    add("  full text, FTS5 bm25()", timed(fts5_bm25_lexical, *args)[1])
                 lexical, ms = timed(search._lexical, conn, "bench", terms)
-                add("  full text (FTS5 BM25)", ms)
+                add("  full text (BM25)", ms)
+                if compare and not i % 2:  # alternately before and after
+                    add("  full text, FTS5 bm25()", timed(fts5_bm25_lexical, *args)[1])
                 dense, ms = timed(index.top, "bench", vector, local_search.CANDIDATES)
                 add("  vector candidates", ms)
                 t0 = time.thread_time()
@@ -242,7 +334,7 @@ def recall_figures(store: LocalMemoryBackend, queries: int) -> dict[str, list[fl
     return figures
 
 
-def hybrid(size: int, queries: int) -> None:
+def hybrid(size: int, queries: int, numbered: bool = False, compare: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "memory.sqlite3"
         sync_store = LocalMemoryBackend(path)
@@ -253,12 +345,14 @@ def hybrid(size: int, queries: int) -> None:
         try:
             store.wait_embedded_sync()
             store.wait_vectors_loaded_sync("bench")
-            figures = recall_figures(store, queries)
+            figures = recall_figures(store, queries, numbered, compare)
             rss = rss_mb()
         finally:
             store.shutdown_sync()
+    kind = "numbered" if numbered else "plain"
     print(
-        f"{size:>7} memories in the project (+10% in another), {queries} questions, CPU per call:"
+        f"{size:>7} memories in the project (+10% in another), {queries} {kind} questions,"
+        " CPU per call:"
     )
     for name, times in figures.items():
         print(f"    {name:32} {percentiles(times)}")

@@ -121,6 +121,7 @@ def test_migrations_stop_where_asked(tmp_path: Path) -> None:
             "m002_turn_parts_and_vectors",
             "m003_unlabeled_text",
             "m004_fact_of",
+            "m005_scope_of_rowid",
         ]
     finally:
         conn.close()

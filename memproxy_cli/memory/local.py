@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memproxy_cli.memory.backend import Memory, Turn
+from memproxy_cli.memory.fts_bm25 import token_count
 from memproxy_cli.memory.fts_query import query_terms
 from memproxy_cli.memory.local_schema import CHANGES_SQL, migrate, rebuild_fts_if_outdated
 from memproxy_cli.memory.local_search import LocalSearch, row_to_memory
@@ -60,8 +61,8 @@ FROM memories AS m WHERE m.scope = ? ORDER BY m.created_at, m.rowid
 """
 _INSERT_SQL = """
 INSERT INTO memories
-    (id, scope, text, created_at, metadata, user_text, assistant_text, client, note)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, scope, text, created_at, metadata, user_text, assistant_text, client, note, words)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # The facts drawn from a turn name it (memory/extract.py); forgetting the turn forgets them.
 _FORGET_FACTS_SQL = "DELETE FROM memories WHERE json_extract(metadata, '$.fact_of') = ?"
@@ -298,7 +299,7 @@ class LocalMemoryBackend:
         kept = stored_turn(turn)
         user, assistant, text, metadata = kept.user, kept.assistant, kept.text, kept.metadata
         row = (memory_id, scope, text, created, json.dumps(metadata), user, assistant)
-        conn.execute(_INSERT_SQL, (*row, turn.client, turn.note or None))
+        conn.execute(_INSERT_SQL, (*row, turn.client, turn.note or None, token_count(text)))
         return memory_id
 
     def add_many_sync(self, scope: str, turns: Sequence[Turn]) -> int:

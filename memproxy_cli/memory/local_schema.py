@@ -128,12 +128,22 @@ def m004_fact_of(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_scope_of_rowid(conn: sqlite3.Connection) -> None:
+    """Each memory's length in tokens of its text (`words`, NULL for rows stored before) and,
+    with its scope, in an index by rowid: recall checks the scope of each full-text match it
+    ranks (and for a common word reads its length), and a row read for it (with its 1.5 KB
+    embedding) is a page per match, about 2 us more each at 100k memories than this index."""
+    conn.execute("ALTER TABLE memories ADD COLUMN words INTEGER")
+    conn.execute("CREATE INDEX memories_scope_of ON memories (rowid, scope, words)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_turn_parts_and_vectors,
     m003_unlabeled_text,
     m004_fact_of,
+    m005_scope_of_rowid,
 )
 
 

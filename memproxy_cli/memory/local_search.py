@@ -1,7 +1,7 @@
 """Recall from the local store: FTS5 BM25 and vector search, fused dense-first.
 
-Candidates are the best `CANDIDATES` of each list within the scope: FTS5's bm25() over the query
-terms (OR of prefixes), and the nearest embedded memories of the scope to the query's embedding
+Candidates are the best `CANDIDATES` of each list within the scope: BM25 over the query's terms
+(prefixes; fts_bm25.py), and the nearest embedded memories of the scope to the query's embedding
 (scope_vectors.py, compressed codes). Each candidate scores, with the exact cosine of its stored
 float32 vector,
 
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.memory.backend import Memory
 from memproxy_cli.memory.compact import compact_text, parts
+from memproxy_cli.memory.fts_bm25 import common_term, ranked
 from memproxy_cli.memory.fts_query import (
     MIN_PREFIX_LEN,
     match_expression,
@@ -49,7 +50,7 @@ CANDIDATES = 50
 # A word found in most of a 100k-memory project (`"use"*`) would have BM25 score every memory
 # (200 ms). Terms are taken rarest first while their matches fit `MATCH_BUDGET` (the rarest is
 # always kept), and only the scope's newest `RANK_WINDOW` matches are ranked, which freshness
-# favours anyway (each ranked match costs about 1.5 us).
+# favours anyway (fts_bm25.py: each ranked match costs about 1 us).
 MATCH_BUDGET = 400
 RANK_WINDOW = MATCH_BUDGET
 TERM_COUNT_TTL_S = 30.0
@@ -64,16 +65,6 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 Row = tuple[Any, ...]  # id, scope, text, created_at, metadata (as in memories)
 
-# CROSS JOIN keeps the full-text index as the outer loop (never a scan of the scope's rows); the
-# inner query walks the matches newest first and stops after the window, so bm25() is computed
-# for at most `RANK_WINDOW` rows.
-_LEXICAL_SQL = """
-SELECT rowid, score FROM (
-    SELECT memories_fts.rowid AS rowid, bm25(memories_fts) AS score
-    FROM memories_fts CROSS JOIN memories AS m ON m.rowid = memories_fts.rowid
-    WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY memories_fts.rowid DESC LIMIT ?
-) ORDER BY score LIMIT ?
-"""
 _COUNT_SQL = (
     "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)"
 )
@@ -237,20 +228,23 @@ class LocalSearch:
 
     def _lexical(self, conn: sqlite3.Connection, scope: str, terms: list[str]) -> dict[int, float]:
         """The best `CANDIDATES` by BM25 among the scope's newest `RANK_WINDOW` matches of the
-        rarest terms."""
+        rarest terms: FTS5's bm25() when their matches fit `MATCH_BUDGET`, else (a single
+        term) BM25 by length over its newest matches (fts_bm25.py)."""
         counted = sorted((self._term_hits(conn, t), t) for t in terms)
-        chosen: list[str] = []
+        chosen: list[tuple[str, int]] = []
         total = 0
         for hits, term in counted:
             if not hits or (chosen and total + hits > MATCH_BUDGET):
                 continue
-            chosen.append(term)
+            chosen.append((term, hits))
             total += hits
-        expression = match_expression(chosen)
+        if len(chosen) == 1 and chosen[0][1] > MATCH_BUDGET:  # bm25() would read all its matches
+            term, hits = chosen[0]
+            return common_term(conn, scope, term, hits, RANK_WINDOW, CANDIDATES)
+        expression = match_expression([term for term, _ in chosen])
         if expression is None:
             return {}
-        found = conn.execute(_LEXICAL_SQL, (expression, scope, RANK_WINDOW, CANDIDATES))
-        return dict(found)
+        return ranked(conn, scope, expression, RANK_WINDOW, CANDIDATES)
 
     def search(
         self,
