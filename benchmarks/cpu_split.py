@@ -5,7 +5,9 @@ directory put first on PYTHONPATH, so two checkouts of the package can be compar
 `cur` is this checkout). Each round runs every target at concurrency 16 for a few seconds, in
 turn, non-streaming then streaming, and a block of sequential calls to each for the added
 latency. CPU comes from /proc: the whole process, and the daemon's main thread (the event loop)
-apart from its other threads (the spend writer, executors). Prints the median over rounds.
+apart from its other threads (the spend writer, executors). Prints the median over rounds, and
+each target's CPU per call as a ratio to the bare relay's and to the first variant's from the
+same round (the paired A/B figure). Every daemon is stopped at the end, Ctrl-C or SIGTERM too.
 Usage: python benchmarks/cpu_split.py [--rounds 5] [--seconds 3] [--variant base=/path/to/src]
 """
 
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +110,14 @@ async def rounds(
 def summarise(result: dict[str, Any], names: list[str]) -> None:
     runs, samples = result["runs"], result["samples"]
     for key in ("c16", "c16_stream"):
-        print(f"\n{key}: median over rounds (ratio to bare from the same round)")
+        first = names[1] if len(names) > 1 else "bare"
+        print(f"\n{key}: median over rounds (ratios to bare and to {first} from the same round)")
         print(
             f"{'target':>10} {'rps':>7} {'cpu ms':>7} {'main':>7} {'other':>7}"
-            f" {'cpu/bare':>8} {'rps/bare':>8}"
+            f" {'cpu/bare':>8} {'rps/bare':>8} {'cpu/' + first:>12}"
         )
         bare = runs["bare"][key]
+        base = runs[first][key]
         for name in names:
             rs = runs[name][key]
             med = {
@@ -123,9 +130,12 @@ def summarise(result: dict[str, Any], names: list[str]) -> None:
             rps_ratio = statistics.median(
                 x["rps"] / b["rps"] for x, b in zip(rs, bare, strict=True)
             )
+            paired = statistics.median(
+                x["cpu_ms"] / b["cpu_ms"] for x, b in zip(rs, base, strict=True)
+            )
             print(
                 f"{name:>10} {med['rps']:7.0f} {med['cpu_ms']:7.3f} {med['main_ms']:7.3f}"
-                f" {med['other_ms']:7.3f} {cpu_ratio:8.2f} {rps_ratio:8.2f}"
+                f" {med['other_ms']:7.3f} {cpu_ratio:8.2f} {rps_ratio:8.2f} {paired:12.3f}"
             )
     if not samples["direct"]["non_stream"]:
         return
@@ -148,7 +158,7 @@ async def main_async(args: argparse.Namespace) -> None:
     bare = BareRelay(fake.base)
     daemons: list[Daemon] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="memproxy-cpu-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="memproxy-cpu-") as tmp, _stopping(daemons):
             targets: dict[str, tuple[Target, int]] = {
                 "bare": (
                     Target(f"{bare.base}/v1/chat/completions", load.headers_for(None)),
@@ -166,10 +176,22 @@ async def main_async(args: argparse.Namespace) -> None:
             result = await rounds(targets, direct, args.rounds, args.seconds, args.latency)
             summarise(result, list(targets))
     finally:
-        for daemon in daemons:
-            daemon.down()
         bare.close()
         fake.close()
+
+
+@contextlib.contextmanager
+def _stopping(daemons: list[Daemon]) -> Iterator[None]:
+    """Stop every daemon in `daemons` on the way out, while their homes still exist (the
+    temporary directory is removed after this exits)."""
+    try:
+        yield
+    finally:
+        for daemon in daemons:
+            try:
+                daemon.down()
+            except Exception as exc:  # stop the others anyway
+                print(f"could not stop daemon {daemon.pid}: {exc}", file=sys.stderr)
 
 
 def main() -> int:
@@ -179,6 +201,8 @@ def main() -> int:
     parser.add_argument("--latency", type=int, default=400, help="sequential calls per round")
     parser.add_argument("--variant", action="append", help="NAME=DIR (DIR first on PYTHONPATH)")
     args = parser.parse_args()
+    # A SIGTERM (timeout, a killed job) unwinds like Ctrl-C, so the daemons are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import uvloop
 
     uvloop.install()

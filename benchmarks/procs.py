@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -134,5 +135,28 @@ class Daemon:
             last = now
         return time.monotonic() - started
 
-    def down(self) -> None:
-        cli(self.home, "down", check=False)
+    def down(self, timeout: float = 30.0) -> None:
+        """Stop the daemon and wait until its process is gone.
+
+        `memproxy down` needs the home it was started with; should that fail (the home is
+        gone, the control socket does not answer), the daemon's own pid gets SIGTERM, then
+        SIGKILL, so no run leaves a daemon behind.
+        """
+        if self.home.exists():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                cli(self.home, "down", check=False)
+        try:
+            self.process.wait(timeout if self.home.exists() else 0)
+            return
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.NoSuchProcess:
+            return
+        try:
+            self.process.terminate()
+            self.process.wait(timeout)
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)

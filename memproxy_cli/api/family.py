@@ -163,6 +163,13 @@ class ApiFamily(ABC):
         """A non-JSON data line that ends the stream (OpenAI's `[DONE]`)."""
         return False
 
+    def event_counts(self, data: bytes) -> bool:
+        """Whether `tally_event` must read this event's data when the answer's text and tool
+        calls go unused (memory is off): False only where the event can carry nothing else
+        that `tally_event` reads or decides (usage, a failure, the terminal event, a dropped
+        event). Default: every event counts."""
+        return True
+
     # -- memory --------------------------------------------------------------------------------
 
     @abstractmethod

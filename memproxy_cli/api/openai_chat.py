@@ -169,6 +169,11 @@ class OpenAIChat(ApiFamily):
     def is_done_marker(self, data: bytes) -> bool:
         return data == b"[DONE]"
 
+    def event_counts(self, data: bytes) -> bool:
+        # Beyond text and tool calls, a chunk matters only for its usage (which also decides
+        # the one dropped chunk). A key spelled with escapes (\u0075sage) is read as well.
+        return b'"usage"' in data or b"\\u" in data
+
     def conversation(self, body: Body) -> Conversation:
         messages = [_chat_shape(m) for m in chat_messages(body.get("messages"))]
         system = "\n".join(

@@ -101,6 +101,8 @@ def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:
     """Let the family read each event; keep what it keeps, note the terminal one."""
     family, tally, wants_usage = ex.family, ex.tally, ex.client_wants_usage
     is_done, tally_event, loads = family.is_done_marker, family.tally_event, orjson.loads
+    # Without memory the answer's text and tool calls go unused: read only events that count.
+    counts = family.event_counts if ex.recall is None else None
     kept = []
     for raw, data in events:
         if data is None:
@@ -108,6 +110,9 @@ def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:
             continue
         if is_done(data):
             ex.stream_complete = True
+            kept.append(raw)
+            continue
+        if counts is not None and not counts(data):
             kept.append(raw)
             continue
         try:
