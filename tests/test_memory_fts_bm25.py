@@ -166,3 +166,21 @@ def test_a_match_scope_comes_from_the_index_not_its_row(
     params = named if ":match" in sql else ('"x"', "p", 1, 1)
     plan = reader(store).execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     assert "COVERING INDEX memories_scope_of" in " ".join(str(step[-1]) for step in plan)
+
+
+def test_a_row_without_a_length_ranks_last_and_fails_nothing(store: LocalMemoryBackend) -> None:
+    # A row stored before m005 (no `words`) whose docsize record is gone: it is taken as the
+    # longest, not as a NULL length that sorted first and failed the whole recall.
+    add(store, "p", "kafka one", "kafka two three", "kafka")
+    conn = reader(store)
+    conn.execute("UPDATE memories SET words = NULL")
+    conn.execute("DELETE FROM memories_fts_docsize WHERE id = 3")
+    assert list(common_term(conn, "p", "kafka", 3, 10, 10)) == [1, 2, 3]
+
+
+def test_totals_without_tokens_rank_nothing(store: LocalMemoryBackend) -> None:
+    add(store, "p", "kafka one", "kafka two")
+    conn = reader(store)
+    conn.execute("UPDATE memories_fts_data SET block = ? WHERE id = 1", (bytes([2, 0]),))
+    assert totals(conn) == (2, 0.0)
+    assert common_term(conn, "p", "kafka", 2, 10, 10) == {}

@@ -43,7 +43,8 @@ SELECT rowid, score FROM (
 """
 # A memory's length: `words` (m005), or for a row stored before, the varint of tokens in the
 # index's `docsize` (one column), decoded for up to 3 bytes (instr(_BYTES, one byte) is its
-# value; a longer one is taken as 2**21 tokens).
+# value; a longer one, or none at all, as for a row whose docsize record is missing, is taken
+# as 2**21 tokens: ranked last, never a NULL that would sort first and fail the scoring).
 _SHORTEST_SQL = """
 SELECT rowid, words FROM (
     SELECT memories_fts.rowid AS rowid, coalesce(m.words, (
@@ -54,7 +55,7 @@ SELECT rowid, words FROM (
             WHEN 3 THEN ((instr(:bytes, substr(d.sz, 1, 1)) - 128) * 128
                 + instr(:bytes, substr(d.sz, 2, 1)) - 128) * 128 + instr(:bytes, substr(d.sz, 3, 1))
             ELSE 2097152 END
-        FROM memories_fts_docsize AS d WHERE d.id = m.rowid)) AS words
+        FROM memories_fts_docsize AS d WHERE d.id = m.rowid), 2097152) AS words
     FROM memories_fts CROSS JOIN memories AS m INDEXED BY memories_scope_of
         ON m.rowid = memories_fts.rowid
     WHERE memories_fts MATCH :match AND m.scope = :scope
@@ -123,7 +124,7 @@ def common_term(
     `holding` memories of the store, by BM25 (rowid -> score, lower is better), without
     reading the term's other matches."""
     rows, average = totals(conn)
-    if rows <= 0:
+    if rows <= 0 or average <= 0.0:  # an empty index (or unreadable totals): nothing to rank
         return {}
     weight = idf(rows, min(holding, rows)) * (K1 + 1.0)
     params = {
