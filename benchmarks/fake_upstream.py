@@ -37,7 +37,9 @@ _BODY = orjson.dumps(
 )
 
 
-def _chunk(content: str | None, usage: dict[str, int] | None = None) -> bytes:
+def _chunk(content: str | None, usage: dict[str, int] | bool | None = False) -> bytes:
+    """A chat chunk; `usage` None writes `"usage":null`, as OpenAI does in every chunk when
+    the request asked for `include_usage`; False leaves the key out."""
     choices = [] if content is None else [{"index": 0, "delta": {"content": content}}]
     event = {
         "id": "chatcmpl-bench",
@@ -46,13 +48,14 @@ def _chunk(content: str | None, usage: dict[str, int] | None = None) -> bytes:
         "model": "bench-model",
         "choices": choices,
     }
-    if usage is not None:
+    if usage is not False:
         event["usage"] = usage
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 _WORDS = (_REPLY.split() * CHUNKS)[:CHUNKS]
 _STREAM = [_chunk(word + " ") for word in _WORDS]
+_STREAM_NULL_USAGE = [_chunk(word + " ", None) for word in _WORDS]
 _USAGE_CHUNK = _chunk(None, _USAGE)
 _DONE = b"data: [DONE]\n\n"
 
@@ -63,9 +66,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.Response(body=_BODY, content_type="application/json")
     out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await out.prepare(request)
-    for chunk in _STREAM:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    for chunk in _STREAM_NULL_USAGE if include_usage else _STREAM:
         await out.write(chunk)
-    if (body.get("stream_options") or {}).get("include_usage"):
+    if include_usage:
         await out.write(_USAGE_CHUNK)
     await out.write(_DONE)
     await out.write_eof()

@@ -35,6 +35,9 @@ EVENTS = [
     _event(_chunk(content="Hello \u00e9 world")),
     _event(_chunk(tool_calls=[{"index": 0, "function": {"name": "f", "arguments": "{}"}}])),
     _event({**_chunk(content="x"), "usage": None}),
+    _event({**_chunk(content="usage"), "usage": None}),  # a value "usage" beside the null key
+    b'data: {"id":"c","choices":[],"usage": {"prompt_tokens":9,"completion_tokens":2}}\n\n',
+    b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"}}],"usage" :null}\n\n',
     _event({**_chunk(content="with usage"), "usage": USAGE}),
     _event({"id": "c", "choices": [], "usage": USAGE}),  # the usage-only chunk
     # The same usage key spelled with escapes: JSON reads it as "usage".
@@ -102,6 +105,14 @@ def test_usage_events_count() -> None:
     assert not CHAT.event_counts(orjson.dumps(_chunk(content="the usage is low")))
     # A value that looks like the key is read too (a false alarm costs one parse, no more).
     assert CHAT.event_counts(orjson.dumps(_chunk(content="usage")))
+
+
+def test_openai_s_null_usage_in_every_chunk_does_not_count() -> None:
+    """With include_usage OpenAI sends `"usage":null` in each chunk: those are not read."""
+    assert not CHAT.event_counts(orjson.dumps({**_chunk(content="hi"), "usage": None}))
+    assert CHAT.event_counts(orjson.dumps({**_chunk(content="usage"), "usage": None}))
+    assert CHAT.event_counts(orjson.dumps({"choices": [], "usage": USAGE}))
+    assert CHAT.event_counts(b'{"choices":[],"usage":null,"x":{"usage":{"prompt_tokens":1}}}')
 
 
 def test_other_families_read_every_event() -> None:

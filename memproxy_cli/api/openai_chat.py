@@ -171,8 +171,14 @@ class OpenAIChat(ApiFamily):
 
     def event_counts(self, data: bytes) -> bool:
         # Beyond text and tool calls, a chunk matters only for its usage (which also decides
-        # the one dropped chunk). A key spelled with escapes (\u0075sage) is read as well.
-        return b'"usage"' in data or b"\\u" in data
+        # the one dropped chunk). With `include_usage` (memproxy always asks for it) OpenAI
+        # puts `"usage":null` in every chunk: a quoted word followed by a colon is a key, so a
+        # chunk whose every "usage" is that null holds no usage. Anything spelled with escapes
+        # (\u0075sage) is read.
+        if b"\\u" in data:
+            return True
+        keys = data.count(b'"usage"')
+        return keys > 0 and keys != data.count(b'"usage":null')
 
     def conversation(self, body: Body) -> Conversation:
         messages = [_chat_shape(m) for m in chat_messages(body.get("messages"))]
