@@ -64,16 +64,16 @@ SELECT rowid, words FROM (
 """
 # Byte i - 1 is i.
 _BYTES = bytes(range(1, 256))
-# ASCII letters and digits kept, every other ASCII character a space (what `_TOKEN` splits).
+# ASCII letters and digits kept, every other ASCII character a space (what `WORD` finds).
 _ASCII_TOKENS = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(128)
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+WORD = re.compile(r"[^\W_]+", re.UNICODE)  # a word: a run of letters and digits
 
 
 def token_count(text: str) -> int:
     """How many tokens the text index makes of `text`: runs of letters and digits."""
     if text.isascii():
         return len(text.encode().translate(_ASCII_TOKENS).split())
-    return len(_TOKEN.findall(text))
+    return len(WORD.findall(text))
 
 
 def varints(data: bytes) -> list[int]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from memproxy_cli.memory.backend import Memory
 from memproxy_cli.memory.compact import compact_text, parts
+from memproxy_cli.memory.fts_bm25 import WORD as _WORD
 from memproxy_cli.memory.fts_bm25 import common_term, ranked
 from memproxy_cli.memory.fts_query import (
     MIN_PREFIX_LEN,
@@ -61,7 +61,6 @@ SAME_SUBJECT = 0.6
 MIN_COSINE = 0.25  # below it, a memory sharing no word with the question is not recalled
 INT8_MARGIN = 0.05  # int8 cosines are within about 0.01 of the exact ones
 _DAY = 86400.0
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 Row = tuple[Any, ...]  # id, scope, text, created_at, metadata (as in memories)
 
