@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 import typer
@@ -243,3 +243,79 @@ def test_logs_fit_80_columns_without_cutting_names(memproxy_home: Path) -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
     assert text.count("claude-sonnet-4-5-20250929") == 3
     assert text.count("payments-api") == 3 and text.count("cdef12") == 3
+
+
+def _open_transaction_with_a_row(url: str, paths: Paths, row: RequestRow) -> Any:
+    """A connection holding `row` inserted (its id taken) and not committed."""
+    from memproxy_cli.store.engine import open_engine
+    from memproxy_cli.store.insert import _insert_rows_postgres
+
+    engine = open_engine(url, paths)
+    conn = engine.connect()
+    conn.begin()
+    _insert_rows_postgres(conn, [row])
+    return engine, conn
+
+
+def test_follow_on_postgres_prints_a_row_that_commits_below_rows_already_printed(
+    postgres_url: str, paths: Paths
+) -> None:
+    """PostgreSQL takes a row's id at insert: a row whose commit comes after a later row's is
+    printed when it commits, once, and rows there before the follow started are not."""
+    from memproxy_cli.cli.log_follow import Follow
+    from memproxy_cli.store.queries import open_queries
+
+    _write(postgres_url, paths, [make_row(request_id="old")])
+    engine, early = _open_transaction_with_a_row(
+        postgres_url, paths, make_row(request_id="slow-before-start")
+    )
+    _write(postgres_url, paths, [make_row(request_id="before")])  # its id is above the slow one's
+    queries = open_queries(postgres_url, paths)
+    assert queries.late_ids > 0
+    tail = Follow(queries, {"project": None, "model": None, "status": None, "since": 0.0})
+    try:
+        assert [r["request_id"] for r in tail.first(1)] == ["before"]
+        _engine2, late = _open_transaction_with_a_row(
+            postgres_url, paths, make_row(request_id="slow")
+        )
+        _write(postgres_url, paths, [make_row(request_id="fast")])
+        assert [r["request_id"] for r in tail.poll()] == ["fast"]
+        late.commit()
+        early.commit()
+        assert [r["request_id"] for r in tail.poll()] == ["slow-before-start", "slow"]
+        assert tail.poll() == []
+        _write(postgres_url, paths, [make_row(request_id="next")])
+        assert [r["request_id"] for r in tail.poll()] == ["next"]
+    finally:
+        for conn in (early, late):
+            conn.close()
+        engine.dispose()
+        _engine2.dispose()
+
+
+def test_follow_on_postgres_keeps_filters_for_late_rows(postgres_url: str, paths: Paths) -> None:
+    from memproxy_cli.cli.log_follow import Follow
+    from memproxy_cli.store.queries import open_queries
+
+    _write(postgres_url, paths, [make_row(request_id="before", project="alpha")])
+    filters = {"project": "alpha", "model": None, "status": None, "since": 0.0}
+    tail = Follow(open_queries(postgres_url, paths), filters)
+    assert [r["request_id"] for r in tail.first(5)] == ["before"]
+    engine, late_beta = _open_transaction_with_a_row(
+        postgres_url, paths, make_row(request_id="late-beta", project="beta")
+    )
+    engine2, late_alpha = _open_transaction_with_a_row(
+        postgres_url, paths, make_row(request_id="late-alpha", project="alpha")
+    )
+    try:
+        _write(postgres_url, paths, [make_row(request_id="fast", project="alpha")])
+        assert [r["request_id"] for r in tail.poll()] == ["fast"]
+        late_beta.commit()
+        late_alpha.commit()
+        assert [r["request_id"] for r in tail.poll()] == ["late-alpha"]
+        assert tail.poll() == []
+    finally:
+        late_beta.close()
+        late_alpha.close()
+        engine.dispose()
+        engine2.dispose()

@@ -108,26 +108,24 @@ def logs(
         "status": status,
         "since": since_ts(since),
     }
-    # The store's newest id before the rows: a row written after it is either among `rows` or
-    # printed by the loop (read after printing, it could skip a row written meanwhile).
-    head = queries.last_id() if follow else 0
-    rows = queries.recent_rows(n, **filters)
     if not follow:
+        rows = queries.recent_rows(n, **filters)
         if as_json:
             output.json(rows)
         else:
             render_rows(rows)
         return
+    from memproxy_cli.cli.log_follow import Follow
+
     emit = _json_lines if as_json else render_rows
-    emit(rows)
-    last_id = max([int(r["id"]) for r in rows] + [head])
+    tail = Follow(queries, filters)
+    emit(tail.first(n))
     try:
         while True:
             time.sleep(FOLLOW_POLL_S)
-            new = queries.rows_after(last_id, **filters)
+            new = tail.poll()
             if new:
                 emit(new)
-                last_id = int(new[-1]["id"])
     except KeyboardInterrupt:
         return
 

@@ -31,6 +31,12 @@ _AFTER = """SELECT * FROM request_log WHERE id > :last_id
   AND (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND started_at >= :since
   ORDER BY id LIMIT :n"""
+_IDS_AFTER = """SELECT id FROM request_log WHERE id > :last_id
+  AND (CAST(:project AS TEXT) IS NULL OR project = :project)
+  AND (CAST(:model AS TEXT) IS NULL OR model = :model)
+  AND (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND started_at >= :since
+  ORDER BY id LIMIT :n"""
 _LAST_ID = "SELECT MAX(id) AS last_id FROM request_log"
 # Literal SQL; tests/test_store_queries.py pins its sums to store/rows.py's counters.
 _TOTALS: dict[str, str] = {
@@ -66,6 +72,8 @@ _APPLIED = "SELECT name FROM _memproxy_migrations"
 
 
 class _Runner(Protocol):
+    late_ids: int
+
     def fetch(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     def integrity(self) -> str: ...
@@ -74,6 +82,10 @@ class _Runner(Protocol):
 
 
 class _SqliteRunner:
+    # One writer at a time takes the next rowid and commits before the next one: ids commit in
+    # order.
+    late_ids = 0
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -113,6 +125,10 @@ class _SqliteRunner:
 
 
 class _AlchemyRunner:
+    # PostgreSQL takes a row's id when it is inserted, not when it commits: with several
+    # gateways (or a slow commit) a row can become visible below ids already read.
+    late_ids = 10_000
+
     def __init__(self, database_url: str, paths: Paths) -> None:
         from memproxy_cli.store.engine import open_engine
 
@@ -212,6 +228,24 @@ class SpendQueries:
         """Rows stored after `last_id` (for --follow), in storage order."""
         params = {**self._filters(project, model, status, since), "last_id": last_id, "n": n}
         return [_log_row(r) for r in self._run.fetch(_AFTER, params)]
+
+    def ids_after(
+        self,
+        last_id: int,
+        project: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        n: int = 100_000,
+    ) -> list[int]:
+        """The ids of the rows after `last_id` that match, in order (cheap: no row is read)."""
+        params = {**self._filters(project, model, status, since), "last_id": last_id, "n": n}
+        return [int(r["id"]) for r in self._run.fetch(_IDS_AFTER, params)]
+
+    @property
+    def late_ids(self) -> int:
+        """How far below the newest id a row may still appear when it commits (0: never)."""
+        return self._run.late_ids
 
     def last_id(self) -> int:
         rows = self._run.fetch(_LAST_ID, {})
