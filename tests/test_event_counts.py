@@ -15,6 +15,7 @@ from memproxy_cli.api.registry import FAMILIES
 from memproxy_cli.api.tally import Tally
 from memproxy_cli.gateway import relay
 from memproxy_cli.gateway.exchange import Exchange
+from memproxy_cli.gateway.resources import Resources
 from memproxy_cli.gateway.sse import SSEBuffer
 from memproxy_cli.store.rows import RequestRow
 
@@ -55,6 +56,7 @@ def _exchange(memory: bool, wants_usage: bool) -> Exchange:
         family=CHAT,
         endpoint="/v1/chat/completions",
         row=RequestRow(request_id="r", started_at=0.0, endpoint="/v1/chat/completions"),
+        resources=Resources(),
     )
     ex.client_wants_usage = wants_usage
     ex.recall = MagicMock() if memory else None
