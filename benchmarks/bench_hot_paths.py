@@ -5,7 +5,9 @@ Usage: python benchmarks/bench_hot_paths.py [--n 20000]
   fragment (the scan it replaced), on a request log line's strings;
 - log line: `daemon/logs.log_fields` writing the request line to a real log file;
 - stream: one 22-event stream of benchmarks/fake_upstream.py through `SSEBuffer.feed` and the
-  relay's `_observe`, reading every event (memory on) against only those that count (off).
+  relay's `_observe`, reading every event (memory on) against only those that count (off);
+- stream runs: the same stream, memory off, `feed` + `_observe` against the relay's `_run`
+  (events before the first that may count go on unread), in 22 chunks and in one.
 CPU is time.thread_time, summed over alternating calls of A and B.
 """
 
@@ -24,6 +26,7 @@ from memproxy_cli.api.openai_chat import OpenAIChat
 from memproxy_cli.daemon import logs
 from memproxy_cli.gateway import relay
 from memproxy_cli.gateway.exchange import Exchange
+from memproxy_cli.gateway.resources import Resources
 from memproxy_cli.gateway.sse import SSEBuffer
 from memproxy_cli.memory import redact
 from memproxy_cli.store.rows import RequestRow
@@ -63,19 +66,37 @@ def ab(name: str, a: Callable[[], object], b: Callable[[], object], n: int) -> N
     )
 
 
-def stream_once(read_every: bool) -> None:
-    chunks = [*fake_upstream._STREAM, fake_upstream._USAGE_CHUNK, fake_upstream._DONE]
+STREAM = [*fake_upstream._STREAM, fake_upstream._USAGE_CHUNK, fake_upstream._DONE]
+# What the gateway gets: it asks for include_usage, so every chunk has `"usage":null`.
+CHUNKS = [*fake_upstream._STREAM_NULL_USAGE, fake_upstream._USAGE_CHUNK, fake_upstream._DONE]
+
+
+def _exchange(read_every: bool) -> Exchange:
     ex = Exchange(
         request=None,  # type: ignore[arg-type]  # _observe never reads the request
         family=OpenAIChat(),
         endpoint="/v1/chat/completions",
         row=RequestRow(request_id="r", started_at=0.0, endpoint="/v1/chat/completions"),
+        resources=Resources(),
     )
     ex.client_wants_usage = False
     ex.recall = object() if read_every else None  # type: ignore[assignment]  # only its presence
-    buffer = SSEBuffer()
-    for chunk in chunks:
+    return ex
+
+
+def stream_once(read_every: bool) -> None:
+    ex, buffer = _exchange(read_every), SSEBuffer()
+    for chunk in STREAM:
         relay._observe(ex, buffer.feed(chunk))
+
+
+def stream_runs(chunks: list[bytes], runs: bool) -> None:
+    ex, buffer = _exchange(False), SSEBuffer()
+    for chunk in chunks:
+        if runs:
+            relay._run(ex, buffer, chunk)
+        else:
+            relay._observe(ex, buffer.feed(chunk))
 
 
 def main() -> None:
@@ -101,6 +122,14 @@ def main() -> None:
         lambda: stream_once(False),
         max(args.n // 10, 2),
     )
+    whole = [b"".join(CHUNKS)]
+    for label, chunks in (("22 chunks", CHUNKS), ("one chunk", whole)):
+        ab(
+            f"22-event stream in {label}, memory off (A feed + _observe, B _run)",
+            lambda chunks=chunks: stream_runs(chunks, False),
+            lambda chunks=chunks: stream_runs(chunks, True),
+            max(args.n // 10, 2),
+        )
 
 
 if __name__ == "__main__":

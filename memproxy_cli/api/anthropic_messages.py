@@ -156,6 +156,17 @@ class AnthropicMessages(ApiFamily):
             return TERMINAL
         return KEEP
 
+    def first_count(self, run: bytes) -> int:
+        # Beyond text and tool calls (unused without memory) only message_start and
+        # message_delta (usage) and message_stop (the end) are read. Each one's type is the JSON
+        # string "message_...", spelled so or with `\u` escapes.
+        first = len(run)
+        for marker in (b"\\u", b'"message_'):
+            at = run.find(marker, 0, first)
+            if at >= 0:
+                first = at
+        return first
+
     def conversation(self, body: Body) -> Conversation:
         return Conversation(
             system="\n".join(content_texts(body.get("system"))),

@@ -170,6 +170,13 @@ class ApiFamily(ABC):
         event). Default: every event counts."""
         return True
 
+    def first_count(self, run: bytes) -> int:
+        """Where in `run` (whole raw events, one after another) the first event that may count
+        (see `event_counts`) or end the stream may start: every event that ends before this
+        offset does neither, and the relay sends those on as they are, without reading them
+        one by one. `len(run)` where none may. Default: 0, read every event."""
+        return 0
+
     # -- memory --------------------------------------------------------------------------------
 
     @abstractmethod

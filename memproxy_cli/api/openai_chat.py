@@ -180,6 +180,23 @@ class OpenAIChat(ApiFamily):
         keys = data.count(b'"usage"')
         return keys > 0 and keys != data.count(b'"usage":null')
 
+    def first_count(self, run: bytes) -> int:
+        # An event's data is a part of its raw bytes. An event before the first `\u`, the
+        # first "[DONE]" and the first "usage" key that is not `"usage":null` has neither an
+        # escape nor a usage key that is not null: `event_counts` is False for its data, and
+        # it is no `[DONE]` marker.
+        first = len(run)
+        for marker in (b"\\u", b"[DONE]"):
+            at = run.find(marker, 0, first)
+            if at >= 0:
+                first = at
+        at = run.find(b'"usage"', 0, first)
+        while at >= 0:
+            if not run.startswith(b":null", at + 7):
+                return at
+            at = run.find(b'"usage"', at + 7, first)
+        return first
+
     def conversation(self, body: Body) -> Conversation:
         messages = [_chat_shape(m) for m in chat_messages(body.get("messages"))]
         system = "\n".join(

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import time
 
-from aiohttp import web
-
 from memproxy_cli.config import Config
 from memproxy_cli.gateway.exchange import Exchange
-from memproxy_cli.gateway.resources import BUDGETS, PRICES, RECORDER
+from memproxy_cli.gateway.resources import Resources
 
 
-def settle(ex: Exchange, app: web.Application, config: Config) -> None:
+def settle(ex: Exchange, resources: Resources, config: Config) -> None:
     """Fill the row from the exchange, price it, charge the budgets, hand it to the writer."""
     row, tally = ex.row, ex.tally
     row.ended_at = time.time()
@@ -28,14 +26,14 @@ def settle(ex: Exchange, app: web.Application, config: Config) -> None:
         tally.cache_write_tokens,
     )
     route = ex.route
-    prices = app.get(PRICES)
+    prices = resources.prices
     if prices is not None and route is not None and route.kind != "echo":
         row.cost_usd = prices.cost(route.litellm_model, row.provider, row.usage(), config)
-    budgets = app.get(BUDGETS)
+    budgets = resources.budgets
     if budgets is not None and row.cost_usd:
         # The project's own counter, and the shared default budget's when that is the one in force.
         for name in {row.project, config.budget_name(row.project)} - {None}:
             budgets.add(name, row.cost_usd, row.ended_at)
-    recorder = app.get(RECORDER)
+    recorder = resources.recorder
     if recorder is not None:
         recorder.submit(row)

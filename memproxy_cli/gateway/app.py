@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from memproxy_cli.config import Config
-from memproxy_cli.gateway.guard import guard
 from memproxy_cli.gateway.observe import observability_ctx
 from memproxy_cli.gateway.resources import (
     BUDGETS,
@@ -23,6 +22,7 @@ from memproxy_cli.gateway.resources import (
     PRICES,
     RECORDER,
     SESSIONS,
+    collect,
 )
 from memproxy_cli.gateway.routes import add_routes
 from memproxy_cli.gateway.state import STATE, GatewayState
@@ -43,7 +43,6 @@ def build_app(
     paths = (paths or get_paths()).ensure()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[guard],
         handler_args={
             "max_field_size": config.server.max_header_bytes,
             "max_line_size": config.server.max_header_bytes,
@@ -60,6 +59,7 @@ def build_app(
     app.cleanup_ctx.append(_memory_ctx)
     if litellm:
         app.cleanup_ctx.append(_litellm_ctx)
+    app.cleanup_ctx.append(_resources_ctx)  # last: every resource is in the app by then
     return app
 
 
@@ -82,6 +82,12 @@ def apply_config(app: web.Application, config: Config) -> None:
     observer = app.get(OBSERVER)
     if observer is not None:
         observer.metrics.models.preset(e.model_name for e in config.model_list)
+
+
+async def _resources_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One snapshot of the resources for the request path (gateway/resources.py)."""
+    app[STATE].resources = collect(app)
+    yield
 
 
 async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from memproxy_cli.errors import GatewayError, RowStatus
 from memproxy_cli.gateway.exchange import Exchange
-from memproxy_cli.gateway.resources import LITELLM, upstream_deps
+from memproxy_cli.gateway.resources import upstream_deps
 from memproxy_cli.gateway.state import GatewayState
 from memproxy_cli.upstream import echo, passthrough
 from memproxy_cli.upstream.cloudflare import parse_retry_after
@@ -27,12 +28,13 @@ from memproxy_cli.upstream.transport import UpstreamCall, UpstreamResponse
 Allowed = Callable[[str], bool]
 
 
-async def call_upstream(
+def call_upstream(
     ex: Exchange, state: GatewayState, group: ModelGroup, allowed: Allowed
-) -> UpstreamResponse:
+) -> Coroutine[Any, Any, UpstreamResponse]:
     """The first answer worth relaying: from a deployment of `group`, else of a fallback
-    model the caller may use; else the last failure, in the API's own shape."""
-    return await _Walk(ex, state, allowed).run(group)
+    model the caller may use; else the last failure, in the API's own shape. (The walk's own
+    coroutine, not one wrapping it: each coroutine in the chain costs a frame per resume.)"""
+    return _Walk(ex, state, allowed).run(group)
 
 
 def provider_label(route: Route) -> str:
@@ -195,25 +197,26 @@ class _Walk:
 
         return release
 
-    async def _transport(self, call: UpstreamCall) -> UpstreamResponse:
+    def _transport(self, call: UpstreamCall) -> Awaitable[UpstreamResponse]:
+        """The transport's own coroutine for `call` (awaited by the caller: no frame here)."""
         deps, route = self.deps, call.route
-        if route.kind == "echo":
-            return echo.respond(call, self.ex.row.request_id[4:])
         if route.kind == "passthrough":
-            return await passthrough.forward(call, deps)
+            return passthrough.forward(call, deps)
+        if route.kind == "echo":
+            return _ready(echo.respond(call, self.ex.row.request_id[4:]))
         if route.kind == "edge":
             identity = self.ex.identity
             assert identity is not None
             caller = (identity.project, identity.user_id)
-            return await passthrough.forward_edge(call, deps, caller, route.base_url)
-        litellm = self.ex.request.app.get(LITELLM)
+            return passthrough.forward_edge(call, deps, caller, route.base_url)
+        litellm = self.ex.resources.litellm
         if litellm is None:
             raise GatewayError(
                 503,
                 "translation through LiteLLM is not available in this process",
                 "translation_unavailable",
             )
-        return await litellm.serve(call, deps)
+        return litellm.serve(call, deps)
 
     def _unavailable(self, group: ModelGroup) -> Failure:
         """Every deployment of the group is cooling down (or at its rpm/tpm) for this caller."""
@@ -235,6 +238,10 @@ class _Walk:
             row_status=RowStatus.RATE_LIMITED,
         )
         return Failure(429, "cooling down", cools=False, answer=error, attempted=False)
+
+
+async def _ready(up: UpstreamResponse) -> UpstreamResponse:
+    return up
 
 
 def _answer(failure: Failure) -> UpstreamResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,6 +17,9 @@ from memproxy_cli.observability.timeline import Timeline
 from memproxy_cli.store.rows import RequestRow
 from memproxy_cli.upstream.routing import Route
 from memproxy_cli.upstream.transport import Timing
+
+if TYPE_CHECKING:
+    from memproxy_cli.gateway.resources import Resources
 
 # Ids only need to be unique, not secret: the PRNG costs no system call (os.urandom did, three
 # times a request), and the random module reseeds itself in a forked child.
@@ -65,6 +68,7 @@ class Exchange:
     family: ApiFamily
     endpoint: str
     row: RequestRow
+    resources: Resources  # the app's, for this request (gateway/resources.py)
     t0: float = field(default_factory=time.perf_counter)
     identity: Identity | None = None
     body: dict[str, Any] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from memproxy_cli.errors import GatewayError
 from memproxy_cli.gateway.accounting import settle
 from memproxy_cli.gateway.dispatch import call_upstream, provider_label
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
-from memproxy_cli.gateway.resources import BUDGETS, OBSERVER
+from memproxy_cli.gateway.resources import BUDGETS, OBSERVER, resources_of
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.memory.extract import ExtractionError, ExtractRequest
 from memproxy_cli.observability.timeline import Timeline
@@ -145,6 +145,7 @@ class GatewayExtractor:
             family=family,
             endpoint=path,
             row=row,
+            resources=resources_of(self._app),
             body=body,
             raw=orjson.dumps(body),
         )
@@ -176,7 +177,7 @@ class GatewayExtractor:
 
     def _record(self, ex: Exchange) -> None:
         app, route = self._app, ex.route
-        settle(ex, app, app[STATE].config)
+        settle(ex, ex.resources, app[STATE].config)
         observer = app.get(OBSERVER)  # metrics and `memproxy top` count it with the project's
         if observer is not None:
             ended = ex.elapsed_s()

@@ -1,5 +1,10 @@
-"""Middleware in front of every route: credential header bytes, Host and Origin checks, gateway
-credentials, JSON bodies (one middleware: each one more costs a coroutine per request)."""
+"""The checks in front of every route: credential header bytes, Host and Origin checks, gateway
+credentials, JSON bodies.
+
+`guarded(handler)` wraps each route's handler at registration rather than being an aiohttp
+middleware: with no middleware at all aiohttp calls the handler directly, without the
+middleware chain and its own current-app wrapper (two coroutines and a partial per request).
+"""
 
 from __future__ import annotations
 
@@ -44,33 +49,45 @@ def web_page_refusal(request: web.Request) -> tuple[str, str | None] | None:
     return None
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+def guarded(handler: Handler) -> Handler:
+    """`handler` behind the guard: a refusal is answered before the handler sees the request."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        refused, request = check(request)
+        if refused is not None:
+            return refused
+        return await handler(request)
+
+    checked.__name__ = checked.__qualname__ = f"guarded({getattr(handler, '__name__', '?')})"
+    return checked
+
+
+def check(request: web.Request) -> tuple[web.Response | None, web.Request]:
+    """(the refusal, or None; the request the handler gets: without the gateway credential)."""
     headers = request.headers
     bad = invalid_credential_header(headers)
     if bad is not None:
-        return _refuse(
-            request, 400, f"the {bad} header must be printable ASCII", "invalid_credential_header"
-        )
+        message = f"the {bad} header must be printable ASCII"
+        return _refuse(request, 400, message, "invalid_credential_header"), request
     state = request.app[STATE]
     server = state.config.server
     loopback = server.host in LOOPBACK_HOSTS
     if loopback:
         refused = web_page_refusal(request)
         if refused is not None:
-            return _refuse(request, 403, *refused)
+            return _refuse(request, 403, *refused), request
     token = state.local_token if loopback else None  # off loopback only the master key counts
     # An unresolved master key (`os.environ/NAME` with NAME unset) still requires a credential.
     if (server.master_key or token) and request.path not in _OPEN_PATHS:
         accepted = (server.master_key_value, token)
         matched = matching_headers(presented_credentials(headers), accepted)
         if not matched:
-            return _refuse(request, 401, _missing_credential(server.master_key, loopback))
+            return _refuse(request, 401, _missing_credential(server.master_key, loopback)), request
         request = without_headers(request, matched)
     refusal = content_type_refusal(request.method, request.headers.get("content-type"))
     if refusal is not None:
-        return _refuse(request, 415, refusal, "unsupported_media_type")
-    return await handler(request)
+        return _refuse(request, 415, refusal, "unsupported_media_type"), request
+    return None, request
 
 
 def _refuse(

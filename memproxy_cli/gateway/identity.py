@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -21,6 +21,8 @@ PROJECT_HEADER = "x-memproxy-project"
 INSTANCE_HEADER = "x-pycharm-instance"
 # The session headers coding clients send, first match wins: Claude Code, Codex CLI, opencode.
 SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "x-opencode-session")
+
+_READ_HEADERS = (USER_ID_HEADER, PROJECT_HEADER, "user-agent", INSTANCE_HEADER, *SESSION_HEADERS)
 
 # Header values end up in log rows: printable, bounded.
 _RECORDABLE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
@@ -50,6 +52,16 @@ class CompiledMappings:
 
     rules: tuple[HeaderRule, ...] = ()
     default_user_id: str = "default"
+    # Every header an identity is derived from, and the identities found for the values seen
+    # (callers send the same few combinations on every request; see `resolve_identity`).
+    read_headers: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    known: dict[tuple[str | None, ...], Identity] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        names = (*_READ_HEADERS, *(rule.header for rule in self.rules))
+        object.__setattr__(self, "read_headers", names)
 
     @classmethod
     def from_config(cls, mappings: UserIdMappings) -> CompiledMappings:
@@ -68,10 +80,32 @@ class CompiledMappings:
         return self.default_user_id
 
 
+_KNOWN_KEPT = 256  # identities kept per mappings; all are dropped when it is full
+
+
 def resolve_identity(
     headers: Mapping[str, str], listener_project: str | None, mappings: CompiledMappings
 ) -> Identity:
-    """Identity of one request; `listener_project` is set when it arrived on a project port."""
+    """Identity of one request; `listener_project` is set when it arrived on a project port.
+
+    An identity depends only on the listener and the values of `mappings.read_headers`, so
+    one found for the same values is used again (a request refused is never kept)."""
+    if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return _resolve(headers, listener_project, mappings)
+    key = (listener_project, *map(headers.get, mappings.read_headers))
+    known = mappings.known
+    identity = known.get(key)
+    if identity is None:
+        identity = _resolve(headers, listener_project, mappings)
+        if len(known) >= _KNOWN_KEPT:
+            known.clear()
+        known[key] = identity
+    return identity
+
+
+def _resolve(
+    headers: Mapping[str, str], listener_project: str | None, mappings: CompiledMappings
+) -> Identity:
     lowered = _lower(headers)
     explicit_user = _user_id(lowered.get(USER_ID_HEADER))
     if listener_project is not None:

@@ -18,7 +18,7 @@ from memproxy_cli.gateway.errors import error_response
 from memproxy_cli.gateway.exchange import Exchange, new_request_id, traceparent_for
 from memproxy_cli.gateway.identity import resolve_identity
 from memproxy_cli.gateway.relay import relay
-from memproxy_cli.gateway.resources import BUDGETS, MEMORY, OBSERVER
+from memproxy_cli.gateway.resources import collect
 from memproxy_cli.gateway.state import STATE, GatewayState
 from memproxy_cli.gateway.validate import check_request, parse_json, read_body
 from memproxy_cli.observability.timeline import Timeline, recall_outcome
@@ -52,11 +52,13 @@ async def handle(
 ) -> web.StreamResponse:
     """One request, served by `serve` (default: the whole request path), with its row."""
     state = request.app[STATE]
+    resources = state.resources
     ex = Exchange(
         request=request,
         family=family,
         endpoint=request.path,
         row=RequestRow(request_id=new_request_id(), started_at=time.time(), endpoint=request.path),
+        resources=resources if resources is not None else collect(request.app),
     )
     ex.response_headers["x-memproxy-request-id"] = ex.row.request_id
     state.inflight += 1
@@ -183,7 +185,7 @@ def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
             row_status="rejected",
         )
     budget_name = state.config.budget_name(project)
-    budgets = ex.request.app.get(BUDGETS)
+    budgets = ex.resources.budgets
     if budgets is not None and budget_name:
         verdict = budgets.check(budget_name)
         if verdict is not None:
@@ -191,7 +193,7 @@ def _authorize(ex: Exchange, state: GatewayState, model: str) -> None:
 
 
 async def _recall(ex: Exchange, state: GatewayState) -> None:
-    memory = ex.request.app.get(MEMORY)
+    memory = ex.resources.memory
     if memory is None or ex.identity is None:
         return
     identity = ex.identity
@@ -217,12 +219,12 @@ def _prepare_body(ex: Exchange) -> None:
 
 def _finish(ex: Exchange, state: GatewayState) -> None:
     record_start = ex.elapsed_s()
-    row, app, failure = ex.row, ex.request.app, ex.tally.failure
+    row, failure = ex.row, ex.tally.failure
     if failure and row.status == "ok":
         row.status, row.error = "error", failure[:500]
-    settle(ex, app, state.config)
+    settle(ex, ex.resources, state.config)
     _remember(ex)
-    observer = app.get(OBSERVER)
+    observer = ex.resources.observer
     timeline = _timeline(ex, record_start) if observer is not None else None
     # The log line, metrics, the live view and tracing run after the response has gone out,
     # on the loop's next turn, in one callback.
@@ -251,7 +253,7 @@ def _after_response(row: RequestRow, observer: Observer | None, timeline: Timeli
 
 def _remember(ex: Exchange) -> None:
     """The turn is stored once the answer ends its agent loop (memory/capture.py)."""
-    memory = ex.request.app.get(MEMORY)
+    memory = ex.resources.memory
     if memory is None or ex.identity is None or ex.recall is None:
         return
     echo = ex.route is not None and ex.route.kind == "echo"

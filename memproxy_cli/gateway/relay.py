@@ -62,6 +62,8 @@ async def _stream(ex: Exchange, up: UpstreamResponse, server: ServerConfig) -> w
     out.content_type = "text/event-stream"
     ex.row.http_status = up.status
     buffer = SSEBuffer(server.max_upstream_event_bytes)
+    # Without memory, whole runs of events that hold nothing that counts go on as they came.
+    runs = ex.recall is None
     received, max_stream = 0, server.max_stream_bytes
     events = aiter(up.events)
     try:
@@ -77,7 +79,7 @@ async def _stream(ex: Exchange, up: UpstreamResponse, server: ServerConfig) -> w
             received += len(chunk)
             if received > max_stream:
                 raise stream_too_large(max_stream)
-            payload = _observe(ex, buffer.feed(chunk))
+            payload = _run(ex, buffer, chunk) if runs else _observe(ex, buffer.feed(chunk))
             if payload:
                 if ex.ttft_s is None:
                     ex.ttft_s = ex.elapsed_s()
@@ -95,6 +97,24 @@ async def _stream(ex: Exchange, up: UpstreamResponse, server: ServerConfig) -> w
     finally:
         await close_stream(events)
     return out
+
+
+def _run(ex: Exchange, buffer: SSEBuffer, chunk: bytes) -> bytes:
+    """What `_observe(ex, buffer.feed(chunk))` sends, reading events only from the first that
+    may count (memory off: `ApiFamily.first_count`); those before it go on as they came."""
+    run = buffer.feed_run(chunk)
+    first = ex.family.first_count(run)
+    if first >= len(run):
+        return run
+    cut = 0
+    if first > 0 and b"\r" not in run and b"\n\n\n" not in run:
+        # Only "\n\n" separators, none overlapping: the last one before `first` ends the
+        # last event that does not count.
+        end = run.rfind(b"\n\n", 0, first)
+        cut = end + 2 if end >= 0 else 0
+    if cut == 0:
+        return _observe(ex, SSEBuffer().feed(run))
+    return run[:cut] + _observe(ex, SSEBuffer().feed(run[cut:]))
 
 
 def _observe(ex: Exchange, events: list[tuple[bytes, bytes | None]]) -> bytes:

@@ -11,6 +11,7 @@ Those that depend on configuration at start-up may be absent: `app.get(KEY)` say
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -37,7 +38,47 @@ LITELLM: web.AppKey[LiteLLMAdapter] = web.AppKey("litellm")
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer")
 
 
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Every resource of an app, each None where absent: one read per request, not one
+    app lookup per resource. A resource stays in the app once its context has started
+    (closing it does not remove it), so a snapshot taken once start-up has finished says
+    what `app.get` would say for every request after it."""
+
+    sessions: SessionManager | None = None
+    recorder: SpendWriter | None = None
+    prices: PriceTable | None = None
+    budgets: BudgetGuard | None = None
+    memory: MemoryService | None = None
+    litellm: LiteLLMAdapter | None = None
+    observer: Observer | None = None
+
+
+def collect(app: web.Application) -> Resources:
+    """The app's resources as they are now."""
+    return Resources(
+        sessions=app.get(SESSIONS),
+        recorder=app.get(RECORDER),
+        prices=app.get(PRICES),
+        budgets=app.get(BUDGETS),
+        memory=app.get(MEMORY),
+        litellm=app.get(LITELLM),
+        observer=app.get(OBSERVER),
+    )
+
+
+def resources_of(app: web.Application) -> Resources:
+    """The snapshot taken when start-up finished (gateway/app.py), else the resources now."""
+    found = app[STATE].resources
+    return found if found is not None else collect(app)
+
+
 def upstream_deps(app: web.Application) -> UpstreamDeps:
-    """What a transport needs, as the app holds it now (a reload swaps the config)."""
+    """What a transport needs, as the app holds it now: built again when a reload has swapped
+    the config, else the same object for every call."""
     state = app[STATE]
-    return UpstreamDeps(state.config, app[SESSIONS], state.limiter, state.retry_budget)
+    deps = state.upstream_deps
+    if deps is None or deps.config is not state.config:
+        deps = UpstreamDeps(state.config, app[SESSIONS], state.limiter, state.retry_budget)
+        state.upstream_deps = deps
+    return deps

@@ -65,6 +65,44 @@ class SSEBuffer:
             pending.clear()
         return events
 
+    def feed_run(self, chunk: bytes) -> bytes:
+        """The complete events of what was pending and `chunk` as one run of bytes: exactly
+        the raw parts `feed` would return, joined (`SSEBuffer().feed(run)` gives them back),
+        found without cutting them apart. What follows them stays pending, as with `feed`."""
+        pending = self._buf
+        buf: bytes | bytearray
+        if pending:
+            pending += chunk
+            buf, pos = pending, self._scanned
+        else:
+            buf, pos = chunk, 0
+        if b"\r" not in buf and b"\n\n\n" not in buf:
+            # Only "\n\n" separators, none overlapping: the last one ends the last event.
+            start = buf.rfind(b"\n\n") + 2 if b"\n\n" in buf else 0
+        else:  # the scan `feed` makes, without the events
+            start = 0
+            lf, crlf = buf.find(b"\n\n", pos), buf.find(b"\r\n\r\n", pos)
+            while lf >= 0 or crlf >= 0:
+                stop = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 4
+                start = stop
+                if 0 <= lf < stop:
+                    lf = buf.find(b"\n\n", stop)
+                if 0 <= crlf < stop:
+                    crlf = buf.find(b"\r\n\r\n", stop)
+        run = buf[:start] if buf is chunk else bytes(buf[:start])
+        left = len(buf) - start
+        if left:
+            if left > self._limit:
+                raise event_too_large(self._limit)
+            if buf is pending:
+                del pending[:start]
+            else:
+                pending[:] = buf[start:]
+            self._scanned = max(left - _RESCAN, 0)
+        elif pending:
+            pending.clear()
+        return bytes(run)
+
     def rest(self) -> bytes:
         """Bytes of an unterminated last event (relayed as they are at end of stream)."""
         rest = bytes(self._buf)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -15,6 +16,10 @@ from memproxy_cli.upstream.deployments import ModelGroups
 from memproxy_cli.upstream.health import DeploymentHealth
 from memproxy_cli.upstream.limits import OriginLimiter, RetryBudget
 from memproxy_cli.upstream.routing import Router
+
+if TYPE_CHECKING:
+    from memproxy_cli.gateway.resources import Resources
+    from memproxy_cli.upstream.transport import UpstreamDeps
 
 
 @dataclass
@@ -35,6 +40,8 @@ class GatewayState:
     local_token: str | None = None  # required on loopback listeners when server.local_token
     inflight: int = 0
     requests_total: int = 0
+    resources: Resources | None = None  # the app's resources, once its start-up has finished
+    upstream_deps: UpstreamDeps | None = None  # for the current config (gateway/resources.py)
 
     @classmethod
     def create(cls, config: Config, paths: Paths) -> GatewayState:

@@ -149,23 +149,47 @@ def upstream_headers(
 
 def end_to_end(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """The client's headers that go on to the upstream, with memproxy added to `Via`."""
-    listed = {t.strip().lower() for v in incoming.getall("connection", ()) for t in v.split(",")}
+    listed = (
+        {t.strip().lower() for v in incoming.getall("connection", ()) for t in v.split(",")}
+        if "connection" in incoming
+        else None
+    )
     out: CIMultiDict[str] = CIMultiDict()
+    forwards = _forwards
     for name, value in incoming.items():
-        lower = name.lower()
-        if (
-            lower in _HOP_BY_HOP
-            or lower in _CREDENTIALS
-            or lower in _IDENTITY
-            or lower in listed
-            or lower.startswith(_OWN_PREFIX)
-            or lower == "via"
-        ):
-            continue
-        out.add(name, value)
+        sent = forwards.get(name)
+        if sent is None:
+            sent = _remember(forwards, name, _forwarded(name.lower()))
+        if sent and (listed is None or name.lower() not in listed):
+            out.add(name, value)
     via = incoming.getall("via", ())
     out["Via"] = ", ".join([*via, VIA])
     return out
+
+
+def _forwarded(lower: str) -> bool:
+    """Whether a request header of this (lower-case) name may reach the upstream."""
+    return not (
+        lower in _HOP_BY_HOP
+        or lower in _CREDENTIALS
+        or lower in _IDENTITY
+        or lower.startswith(_OWN_PREFIX)
+        or lower == "via"
+    )
+
+
+# Each header name's verdict, by its spelling as sent: clients send the same few dozen names
+# on every request, so the lower-casing and the set tests run once per name, not per request.
+_NAMES_KEPT = 512
+_forwards: dict[str, bool] = {}
+_relays: dict[str, bool] = {}
+
+
+def _remember(cache: dict[str, bool], name: str, verdict: bool) -> bool:
+    if len(cache) >= _NAMES_KEPT:  # a client inventing names cannot grow it without bound
+        cache.clear()
+    cache[name] = verdict
+    return verdict
 
 
 def edge_headers(
@@ -186,9 +210,13 @@ def edge_headers(
 
 def relay_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     out = {}
+    relays = _relays
     for name, value in upstream.items():
-        lower = name.lower()
-        if lower in _RELAY or lower.startswith(_RELAY_PREFIXES):
+        keep = relays.get(name)
+        if keep is None:
+            lower = name.lower()
+            keep = _remember(relays, name, lower in _RELAY or lower.startswith(_RELAY_PREFIXES))
+        if keep:
             out[name] = value
     return out
 
