@@ -234,6 +234,17 @@ def report(variants: list[Variant], direct_ms: list[float], rounds: list[dict[st
                 pct([(o[2] - o[1]) * 1e-6 for o in writes], 0.99),
             )
             table["recalls overlapping a write"] = (overlapping(v.recalls, writes), float("nan"))
+            # Whether a write was under way when the search started (a longer search is more
+            # likely to meet a write that starts later, so that is not asked).
+            for during, label in ((True, "a write under way"), (False, "no write under way")):
+                chosen = [
+                    steps(r) for r in v.recalls if "call0" in r and writing_at(r, writes) == during
+                ]
+                for what in ("wall", "CPU", "waiting for a core"):
+                    values = [c[f"reader: {what}"] for c in chosen]
+                    if values:
+                        cell = (statistics.median(values), pct(values, 0.99))
+                        table[f"reader: {what}, {label} at its start ({len(values)})"] = cell
         for key, cell in table.items():
             rows.setdefault(key, ["", ""] * len(variants))
             rows[key][2 * i] = f"{cell[0]:.3f}"
@@ -242,19 +253,23 @@ def report(variants: list[Variant], direct_ms: list[float], rounds: list[dict[st
         print(f"| {key} | " + " | ".join(cells) + " |")
 
 
+def overlaps(rec: dict[str, Any], writes: list[list[Any]]) -> bool:
+    """Whether the writer was writing during this recall's reader call."""
+    a, b = rec["call0"][0], rec["call1"][0]
+    return any(o[1] < b and o[2] > a for o in writes)
+
+
+def writing_at(rec: dict[str, Any], writes: list[list[Any]]) -> bool:
+    """Whether the writer was writing when this recall's reader call started."""
+    a = rec["call0"][0]
+    return any(o[1] <= a < o[2] for o in writes)
+
+
 def overlapping(recalls: list[dict[str, Any]], writes: list[list[Any]]) -> float:
     """The share of reader calls during which the writer was writing."""
-    spans = sorted((o[1], o[2]) for o in writes)
-    hits = 0
-    total = 0
-    for rec in recalls:
-        if "call0" not in rec:
-            continue
-        total += 1
-        a, b = rec["call0"][0], rec["call1"][0]
-        if any(s < b and e > a for s, e in spans):
-            hits += 1
-    return hits / total if total else float("nan")
+    traced = [rec for rec in recalls if "call0" in rec]
+    hits = sum(overlaps(rec, writes) for rec in traced)
+    return hits / len(traced) if traced else float("nan")
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -314,7 +329,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             return {
                 "rounds": rounds,
                 "variants": {
-                    v.name: {"samples_ms": v.samples_ms, "recalls": v.recalls} for v in variants
+                    v.name: {"samples_ms": v.samples_ms, "recalls": v.recalls, "others": v.others}
+                    for v in variants
                 },
             }
         finally:
