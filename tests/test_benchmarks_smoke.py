@@ -85,3 +85,32 @@ def test_capture_benchmark_meets_its_targets(tmp_path: Path) -> None:
         assert f["stored"] == 12 and f["chrome_or_subagent_items"] == 0, f
         assert f["requests"] >= 12 and f["request_path_cpu_us_per_request"] > 0
         assert f["inline_capture_cpu_us_per_request"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_recall_wall_traces_every_step_of_the_daemons_recalls(tmp_path: Path) -> None:
+    out = tmp_path / "wall.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "recall_wall.py"),
+            *("--size", "300", "--calls", "20", "--warmup", "5", "--rounds", "1"),
+            *("--variant", "cur=", "--variant", "si=:MEMPROXY_SWITCH_INTERVAL=0.001"),
+            *("--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ("| added (client) |", "| reader: CPU |", "| reader: top CPU |", "| rank"):
+        assert row in result.stdout.replace("reader: rank", "rank"), result.stdout
+    figures = json.loads(out.read_text())
+    for name in ("cur", "si"):
+        variant = figures["variants"][name]
+        assert len(variant["samples_ms"]) == 20
+        assert len(variant["recalls"]) == 20  # one traced recall a measured call
+        assert all("call1" in r and "top0" in r for r in variant["recalls"])
