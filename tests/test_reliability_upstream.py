@@ -165,7 +165,7 @@ async def test_disconnect_before_first_byte_cancels_upstream(
         task.cancel()  # the client goes away while the upstream has not answered
         with pytest.raises(asyncio.CancelledError):
             await task
-        await until(lambda: fake.cancelled_requests == 1, 1.0, "upstream request cancelled")
+        await until(lambda: fake.cancelled_requests == 1, what="upstream request cancelled")
         [row] = await rows_when(1)
         fake.behaviour.gate.set()
     assert row["status"] == "client_disconnect"
